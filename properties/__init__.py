@@ -1,0 +1,1 @@
+"""Default hyper-parameters of recbole_gen, installed as package data (see setup.py)."""

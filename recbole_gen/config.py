@@ -1,0 +1,118 @@
+"""RecBole's ``Config``, extended with recbole_gen's defaults (``properties/``) and input checks."""
+
+import os
+
+import recbole_gen.properties
+from recbole.config import Config as RecBoleConfig
+from recbole.evaluator import metric_types
+
+from recbole_gen.evaluator.register import register_generative_metrics
+from recbole_gen.utils import get_model
+
+PROPERTIES_DIR = os.path.dirname(os.path.abspath(recbole_gen.properties.__file__))
+
+# Expected types of the keys users most often set; a wrong one is named before anything runs.
+_NUMBER = (int, float)
+_OPTIONAL_STR = (str, type(None))
+CONFIG_TYPES = {
+    "epochs": int,
+    "train_batch_size": int,
+    "eval_batch_size": int,
+    "learning_rate": _NUMBER,
+    "weight_decay": _NUMBER,
+    "stopping_step": int,
+    "seed": int,
+    "MAX_ITEM_LIST_LENGTH": int,
+    "topk": (int, list),
+    "metrics": (str, list),
+    "image_dir": _OPTIONAL_STR,
+    "image_field": _OPTIONAL_STR,
+    "text_fields": (list, type(None)),
+    "image_size": int,
+    "content_cache_dir": str,
+    "eval_encoder": str,
+    "eval_encoder_pretrained": _OPTIONAL_STR,
+    "encoder_cache_dir": str,
+    "encoder_fit_epochs": int,
+    "encoder_fit_batch_size": int,
+    "encoder_fit_learning_rate": _NUMBER,
+    "personal_lift_samples": int,
+}
+
+
+def _as_tuple(types):
+    return types if isinstance(types, tuple) else (types,)
+
+
+def _has_type(value, types):
+    # bool is a subclass of int, but `epochs: true` is a mistake worth naming.
+    if isinstance(value, bool):
+        return bool in _as_tuple(types)
+    return isinstance(value, types)
+
+
+def _type_names(types):
+    types = _as_tuple(types)
+    return " or ".join("null" if t is type(None) else t.__name__ for t in types)
+
+
+class Config(RecBoleConfig):
+    """RecBole's Config; plugin YAML files are merged over RecBole's, user settings over both."""
+
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None):
+        register_generative_metrics()
+        super().__init__(model, dataset, config_file_list, config_dict)
+
+    def _get_model_and_dataset(self, model, dataset):
+        if model is None:
+            if "model" not in self.external_config_dict:
+                raise KeyError("the model must be given: as an argument, in a config file, in config_dict or as --model=NAME")
+            model = self.external_config_dict["model"]
+        if dataset is None:
+            if "dataset" not in self.external_config_dict:
+                raise KeyError("the dataset must be given: as an argument, in a config file, in config_dict or as --dataset=NAME")
+            dataset = self.external_config_dict["dataset"]
+        if isinstance(model, str):
+            return model, get_model(model), dataset
+        return model.__name__, model, dataset
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        super()._load_internal_config_dict(model, model_class, dataset)
+        for path in (
+            os.path.join(PROPERTIES_DIR, "overall.yaml"),
+            os.path.join(PROPERTIES_DIR, "model", f"{model}.yaml"),
+            os.path.join(PROPERTIES_DIR, "dataset", f"{dataset}.yaml"),
+        ):
+            if os.path.isfile(path):
+                self._update_internal_config_dict(path)
+
+    def _set_default_parameters(self):
+        self._check_types()
+        self._check_metrics()
+        super()._set_default_parameters()
+        self._check_paths()
+
+    def _check_types(self):
+        for key, types in CONFIG_TYPES.items():
+            if key not in self.final_config_dict:
+                continue
+            value = self.final_config_dict[key]
+            if not _has_type(value, types):
+                raise TypeError(f"config key '{key}' must be {_type_names(types)}, got {type(value).__name__} {value!r}")
+
+    def _check_metrics(self):
+        metrics = self.final_config_dict["metrics"]
+        metrics = [metrics] if isinstance(metrics, str) else metrics
+        for metric in metrics:
+            if str(metric).lower() not in metric_types:
+                raise ValueError(
+                    f"unknown metric '{metric}' in config key 'metrics'; available: {', '.join(sorted(metric_types))}"
+                )
+        valid_metric = str(self.final_config_dict["valid_metric"])
+        if valid_metric.split("@")[0].lower() not in [str(metric).lower() for metric in metrics]:
+            raise ValueError(f"config key 'valid_metric' = '{valid_metric}' is not computed: add it to 'metrics' {metrics}")
+
+    def _check_paths(self):
+        image_dir = self.final_config_dict.get("image_dir")
+        if image_dir is not None and not os.path.isdir(image_dir):
+            raise FileNotFoundError(f"config key 'image_dir' names a folder that does not exist: {image_dir}")

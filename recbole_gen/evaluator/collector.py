@@ -1,0 +1,58 @@
+"""RecBole's Collector, extended with what the generative metrics need.
+
+For every evaluated user it records the embedding of the item the model puts in front of them
+(``gen.emb``: the top-1 ranked catalog item), the ground-truth next item (``gen.target``) and the
+history (``gen.history``); ``gen.catalog`` holds the catalog's embeddings, set once per run.
+"""
+
+import torch
+from recbole.evaluator import Collector
+
+from recbole_gen.compat import data_struct_to_cpu
+
+CATALOG_KEY = "gen.catalog"
+PER_BATCH_KEYS = ("gen.emb", "gen.target", "gen.history")
+GENERATIVE_KEYS = (CATALOG_KEY,) + PER_BATCH_KEYS
+_RECBOLE_BATCH_KEYS = ("rec.topk", "rec.meanrank", "rec.score", "rec.items", "data.label")
+
+
+class GenerativeCollector(Collector):
+    def __init__(self, config):
+        super().__init__(config)
+        self.history_field = config["ITEM_ID_FIELD"] + config["LIST_SUFFIX"]
+
+    @property
+    def needs_catalog(self):
+        return any(self.register.need(key) for key in GENERATIVE_KEYS)
+
+    @property
+    def has_catalog(self):
+        return CATALOG_KEY in self.data_struct
+
+    def set_catalog(self, catalog_embeddings):
+        """Embeddings of every item (row = internal item id), shared by all evaluations of a run."""
+        self.data_struct.set(CATALOG_KEY, catalog_embeddings.to(self.device))
+
+    def eval_batch_collect(self, scores_tensor, interaction, positive_u, positive_i):
+        super().eval_batch_collect(scores_tensor, interaction, positive_u, positive_i)
+        if not self.needs_catalog:
+            return
+        catalog = self.data_struct.get(CATALOG_KEY)
+        shown = scores_tensor.argmax(dim=-1)
+        # Sequential evaluation has exactly one positive (the next item) per row.
+        target = torch.zeros(len(scores_tensor), dtype=torch.long, device=scores_tensor.device)
+        target[positive_u] = positive_i
+        if self.history_field in interaction:
+            history = interaction[self.history_field]
+        else:
+            history = torch.zeros(len(scores_tensor), 1, dtype=torch.long)
+        self.data_struct.update_tensor("gen.emb", catalog[shown.to(catalog.device)])
+        self.data_struct.update_tensor("gen.target", target)
+        self.data_struct.update_tensor("gen.history", history.to(self.device))
+
+    def get_data_struct(self):
+        returned_struct = data_struct_to_cpu(self.data_struct)
+        for key in _RECBOLE_BATCH_KEYS + PER_BATCH_KEYS:
+            if key in self.data_struct:
+                del self.data_struct[key]
+        return returned_struct

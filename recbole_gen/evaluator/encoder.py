@@ -1,0 +1,183 @@
+"""The item encoder: the frozen open_clip embedding space in which generated items are scored.
+
+``eval_encoder`` selects it:
+
+- ``fit`` (default): a small open_clip model (``encoder_fit_model``) trained contrastively, with
+  open_clip's ``ClipLoss``, on the catalog's own image-text pairs. Only catalog content is used, never
+  interactions, so the space favours no recommender. The fitted model is saved in open_clip's
+  ``local-dir`` format under ``encoder_cache_dir``, keyed by the catalog content and the fit settings,
+  so every model compared on a dataset is scored in the same space.
+- an open_clip model name (``ViT-B-32``) with ``eval_encoder_pretrained`` set to a tag
+  (``laion2b_s34b_b79k``) or a local weights file;
+- a folder holding ``open_clip_config.json`` and weights (or ``local-dir:PATH``).
+"""
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from recbole_gen.data.item_content import ItemContent
+
+logger = logging.getLogger(__name__)
+
+FIT = "fit"
+MODEL_CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "model_configs")
+open_clip.add_model_config(MODEL_CONFIG_DIR)
+
+_FIT_KEYS = ("encoder_fit_model", "encoder_fit_epochs", "encoder_fit_batch_size", "encoder_fit_learning_rate", "seed")
+
+
+class ItemEncoder:
+    """Embeds uint8 item images (N, 3, H, W) into L2-normalised vectors with an open_clip model."""
+
+    def __init__(self, model, device="cpu"):
+        self.model = model.to(device).eval()
+        self.device = device
+        self.image_size = model.visual.image_size
+        self.mean = torch.tensor(model.visual.image_mean or open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
+        self.std = torch.tensor(model.visual.image_std or open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
+
+    def preprocess(self, images):
+        pixels = images.float().div(255)
+        if tuple(pixels.shape[-2:]) != tuple(self.image_size):
+            pixels = F.interpolate(pixels, size=self.image_size, mode="bicubic", antialias=True, align_corners=False)
+        return ((pixels - self.mean) / self.std).to(self.device)
+
+    @torch.no_grad()
+    def encode_images(self, images, batch_size=256):
+        chunks = [
+            self.model.encode_image(self.preprocess(images[start : start + batch_size]), normalize=True).float().cpu()
+            for start in range(0, len(images), batch_size)
+        ]
+        return torch.cat(chunks)
+
+
+def _fit_settings(config):
+    return {key: config[key] for key in _FIT_KEYS}
+
+
+def fitted_encoder_dir(config, content):
+    """Where the encoder fitted on ``content`` with ``config``'s fit settings is (or will be) cached."""
+    model_config = open_clip.get_model_config(config["encoder_fit_model"])
+    key = json.dumps(
+        {"content": content.fingerprint, "fit": _fit_settings(config), "model": model_config, "open_clip": open_clip.__version__},
+        sort_keys=True,
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return os.path.join(config["encoder_cache_dir"], f"{config['encoder_fit_model']}-{digest}")
+
+
+@torch.enable_grad()  # the catalog is first embedded inside RecBole's no_grad evaluation
+def fit_encoder(config, content, out_dir):
+    """Train ``encoder_fit_model`` from scratch with ClipLoss on the catalog's (image, text) pairs."""
+    name = config["encoder_fit_model"]
+    generator = torch.Generator().manual_seed(config["seed"])
+    torch.manual_seed(config["seed"])
+    model = open_clip.create_model(name, pretrained=None)
+    encoder = ItemEncoder(model)
+    tokens = open_clip.get_tokenizer(name)(content.texts)
+    items = torch.nonzero(content.has_image).flatten()
+    if len(items) < 2:
+        raise ValueError("eval_encoder: fit needs at least two catalog items with an image to train on")
+    loss_fn = open_clip.ClipLoss()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config["encoder_fit_learning_rate"], weight_decay=0.1)
+    batch_size = config["encoder_fit_batch_size"]
+    epochs = config["encoder_fit_epochs"]
+    model.train()
+    losses = []
+    progress = tqdm(range(epochs), desc="Fit item encoder", ncols=100, disable=not config["show_progress"])
+    for _ in progress:
+        order = items[torch.randperm(len(items), generator=generator)]
+        epoch_loss = []
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            if len(batch) < 2:
+                continue
+            image_features, text_features, logit_scale = model(encoder.preprocess(content.images[batch]), tokens[batch])
+            loss = loss_fn(image_features, text_features, logit_scale)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            epoch_loss.append(loss.item())
+        losses.append(sum(epoch_loss) / len(epoch_loss))
+        progress.set_postfix(loss=f"{losses[-1]:.3f}")
+    logger.info(f"Fitted item encoder {name} on {len(items)} items: ClipLoss {losses[0]:.3f} -> {losses[-1]:.3f}")
+    _save_local_dir(model.eval(), name, out_dir, {"fit": _fit_settings(config), "loss_per_epoch": losses})
+
+
+def _save_local_dir(model, name, out_dir, fit_log):
+    """Save in open_clip's ``local-dir`` layout, written to a temporary folder then renamed into place."""
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(dir=parent)
+    preprocess_cfg = {"mean": list(model.visual.image_mean), "std": list(model.visual.image_std)}
+    with open(os.path.join(staging, "open_clip_config.json"), "w") as f:
+        json.dump({"model_cfg": open_clip.get_model_config(name), "preprocess_cfg": preprocess_cfg}, f, indent=2)
+    with open(os.path.join(staging, "fit_log.json"), "w") as f:
+        json.dump(fit_log, f, indent=2)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(staging, "open_clip_model.safetensors"))
+    if os.path.isdir(out_dir):  # another run finished the same fit first
+        shutil.rmtree(staging)
+    else:
+        os.replace(staging, out_dir)
+
+
+def _create_pretrained(name, pretrained):
+    try:
+        return open_clip.create_model(name, pretrained=pretrained)
+    except Exception as err:
+        where = f"open_clip model '{name}'" + (f" with pretrained '{pretrained}'" if pretrained else "")
+        raise RuntimeError(
+            f"could not load the item encoder ({where}; config keys 'eval_encoder', 'eval_encoder_pretrained'): {err}\n"
+            "Without network access, point at local weights: set eval_encoder_pretrained to a weights file "
+            "(e.g. open_clip_pytorch_model.bin or .safetensors for that model), or eval_encoder to a folder holding "
+            "open_clip_config.json and its weights; or use eval_encoder: fit to train one on the catalog."
+        ) from err
+
+
+def load_item_encoder(config, content):
+    """The :class:`ItemEncoder` that ``eval_encoder`` selects (see the module docstring)."""
+    name = config["eval_encoder"]
+    if name == FIT:
+        out_dir = fitted_encoder_dir(config, content)
+        if os.path.isdir(out_dir):
+            logger.info(f"Item encoder: cached fit {out_dir}")
+        else:
+            fit_encoder(config, content, out_dir)
+        model = _create_pretrained(f"local-dir:{os.path.abspath(out_dir)}", None)
+    elif os.path.isdir(name):
+        model = _create_pretrained(f"local-dir:{os.path.abspath(name)}", None)
+    elif ":" in name:
+        model = _create_pretrained(name, None)
+    else:
+        if name.replace("/", "-") not in open_clip.list_models():
+            raise ValueError(
+                f"config key 'eval_encoder' = '{name}' is neither 'fit', an existing folder, nor an open_clip model "
+                "name (see open_clip.list_models(), e.g. ViT-B-32)"
+            )
+        if not config["eval_encoder_pretrained"]:
+            raise ValueError(
+                f"eval_encoder '{name}' needs eval_encoder_pretrained: a tag (see open_clip.list_pretrained()) "
+                "or a local weights file; random weights would make the metrics meaningless"
+            )
+        model = _create_pretrained(name, config["eval_encoder_pretrained"])
+    return ItemEncoder(model, device=config["device"])
+
+
+def catalog_embeddings(config, dataset):
+    """Embeddings of every catalog item of ``dataset`` (row = internal item id) in the eval encoder space."""
+    # Fitting draws random numbers; the recommender's training must not see a different random stream
+    # because it was evaluated, or results would differ from plain RecBole's at the same seed.
+    with torch.random.fork_rng(devices=[]):
+        content = ItemContent(config, dataset)
+        encoder = load_item_encoder(config, content)
+        return encoder.encode_images(content.images)

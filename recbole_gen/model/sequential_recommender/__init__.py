@@ -1,0 +1,3 @@
+from recbole_gen.model.sequential_recommender.lastitem import LastItem
+from recbole_gen.model.sequential_recommender.popitem import PopItem
+from recbole_gen.model.sequential_recommender.randomitem import RandomItem

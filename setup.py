@@ -1,0 +1,37 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="recbole-gen",
+    version="0.1.0",
+    description="Generative recommendation for RecBole: generate the next item, score it by content.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["recbole_gen", "recbole_gen.*"]) + ["recbole_gen.properties"],
+    # The defaults live in a top-level properties/ folder (as in RecBole); mapping it into the package
+    # makes a non-editable install carry them too.
+    package_dir={"recbole_gen.properties": "properties"},
+    package_data={
+        "recbole_gen.properties": ["*.yaml", "model/*.yaml", "dataset/*.yaml"],
+        "recbole_gen.evaluator": ["model_configs/*.json"],
+    },
+    install_requires=[
+        "recbole==1.2.1",
+        # recbole 1.2.1's Config assigns np.float_, removed in numpy 2.
+        "numpy<2",
+        # recbole 1.2.1's atomic-file loader breaks on pandas 3.
+        "pandas<3",
+        # recbole 1.2.1 requires ray 2.6.3, whose import (via recbole.quick_start) needs pkg_resources,
+        # dropped from setuptools 81. recbole_gen itself never imports ray.
+        "setuptools<81",
+        "torch>=2.1",
+        "torchvision",
+        "transformers",
+        "diffusers",
+        "open_clip_torch",
+        "pyyaml",
+        "pillow",
+        "tqdm",
+    ],
+    extras_require={"test": ["pytest"]},
+)

@@ -1,0 +1,55 @@
+"""The RecBole 1.2.1 workarounds in recbole_gen.compat."""
+
+import collections
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from recbole.evaluator.collector import DataStruct
+
+from recbole_gen.compat import data_struct_to_cpu, load_checkpoint, save_checkpoint
+from recbole_gen.config import Config
+
+
+def test_data_struct_to_cpu_keeps_non_tensors():
+    struct = DataStruct()
+    struct.set("data.num_items", 7)
+    struct.set("data.count_items", collections.Counter({1: 3}))
+    struct.set("rec.topk", torch.ones(2, 3))
+    moved = data_struct_to_cpu(struct)
+    assert moved.get("data.num_items") == 7
+    assert moved.get("data.count_items") == collections.Counter({1: 3})
+    assert torch.equal(moved.get("rec.topk"), torch.ones(2, 3))
+
+
+def test_checkpoint_round_trip_rebuilds_config(fast_config, tmp_path):
+    config = Config(model="SASRec", dataset="tiny", config_dict=fast_config)
+    path = tmp_path / "model.pth"
+    save_checkpoint(path, {"config": config, "state_dict": {"w": torch.arange(3.0)}, "best_valid_score": np.float64(0.5)})
+    checkpoint = load_checkpoint(path)
+    assert checkpoint["config"]["model"] == "SASRec"
+    assert checkpoint["config"]["config_dict"]["hidden_size"] == fast_config["hidden_size"]
+    assert torch.equal(checkpoint["state_dict"]["w"], torch.arange(3.0))
+    assert checkpoint["best_valid_score"] == 0.5
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_pickled_objects_are_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "plain_recbole.pth"
+    with open(path, "wb") as f:
+        torch.save({"config": _Payload(), "state_dict": {}}, f, pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    with pytest.raises(ValueError, match="without unpickling"):
+        load_checkpoint(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_missing_checkpoint_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        load_checkpoint(tmp_path / "nope.pth")

@@ -1,0 +1,51 @@
+"""Generative evaluation inside RecBole trainers: the values, and the catalog computed once a run."""
+
+import numpy as np
+import torch
+from recbole.trainer import Trainer
+
+import recbole_gen.trainer.trainer as trainer_module
+from recbole_gen.quick_start import run_recbole_gen
+from recbole_gen.trainer.trainer import GenerativeEvaluationMixin, with_generative_evaluation
+
+
+def test_wraps_any_recbole_trainer_once():
+    wrapped = with_generative_evaluation(Trainer)
+    assert issubclass(wrapped, Trainer) and issubclass(wrapped, GenerativeEvaluationMixin)
+    assert with_generative_evaluation(Trainer) is wrapped
+    assert with_generative_evaluation(wrapped) is wrapped
+
+
+def test_target_sim_is_the_top1_item_against_the_next_item(fast_config):
+    config = {**fast_config, "metrics": ["TargetSim", "Recall"], "valid_metric": "Recall@10", "metric_decimal_place": 6}
+    result = run_recbole_gen(model="SASRec", dataset="tiny", config_dict=config)
+    trainer = result["trainer"]
+    catalog = trainer.eval_collector.data_struct.get("gen.catalog")
+
+    # Recompute by hand from the model's own scores on the test users.
+    from recbole.data import create_dataset, data_preparation
+
+    _, _, test_data = data_preparation(trainer.config, create_dataset(trainer.config))
+    sims = []
+    with torch.no_grad():
+        for interaction, _, positive_u, positive_i in test_data:
+            scores = trainer.model.full_sort_predict(interaction)
+            scores[:, 0] = -np.inf
+            shown = scores.argmax(dim=1)
+            target = torch.zeros_like(shown)
+            target[positive_u] = positive_i
+            sims.append(torch.nn.functional.cosine_similarity(catalog[shown], catalog[target], dim=1))
+    assert abs(torch.cat(sims).mean().item() - result["test_result"]["targetsim"]) < 1e-5
+
+
+def test_catalog_is_embedded_once_per_run(fast_config, monkeypatch):
+    calls = []
+    real = trainer_module.catalog_embeddings
+
+    def counting(config, dataset):
+        calls.append(1)
+        return real(config, dataset)
+
+    monkeypatch.setattr(trainer_module, "catalog_embeddings", counting)
+    run_recbole_gen(model="GRU4Rec", dataset="tiny", config_dict={**fast_config, "epochs": 3})
+    assert len(calls) == 1  # three validations and one test
