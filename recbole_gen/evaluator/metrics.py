@@ -59,8 +59,8 @@ def target_ranks(gen, catalog, target):
 
 
 def novelty(gen, catalog):
-    """mean_u (1 - max_{i >= 1} sim(g_u, c_i))."""
-    return (1 - (_unit(gen) @ _unit(catalog)[1:].T).max(dim=1).values).mean().item()
+    """mean_u (1 - max_{i >= 1} sim(g_u, c_i)); clamped at 0 against rounding (a cosine is at most 1)."""
+    return (1 - (_unit(gen) @ _unit(catalog)[1:].T).max(dim=1).values).clamp(min=0).mean().item()
 
 
 def diversity(gen):
@@ -71,7 +71,7 @@ def diversity(gen):
     unit = _unit(gen)
     sims = unit @ unit.T
     pair_sum = (sims.sum() - sims.diagonal().sum()) / 2
-    return (1 - pair_sum / (n_users * (n_users - 1) / 2)).item()
+    return max(0.0, (1 - pair_sum / (n_users * (n_users - 1) / 2)).item())  # >= 0 but for rounding
 
 
 def frechet_distance(x, y, eps=1e-6):

@@ -33,10 +33,13 @@ def test_pop_item_shows_the_most_frequent_training_item(fast_config):
     assert (counts[shown] == counts[1:].max()).all()
 
 
-def test_random_item_is_seeded(fast_config):
+def test_random_item_is_seeded_and_independent_of_call_order(fast_config):
     first, _, interaction = _first_test_batch("RandomItem", fast_config)
     second, _, _ = _first_test_batch("RandomItem", fast_config)
-    assert torch.equal(first.full_sort_predict(interaction), second.full_sort_predict(interaction))
+    scores = first.full_sort_predict(interaction)
+    assert torch.equal(scores, first.full_sort_predict(interaction))
+    assert torch.equal(scores, second.full_sort_predict(interaction))
+    assert not torch.equal(scores[0], scores[1])
 
 
 def test_reference_runs_without_training(fast_config):
