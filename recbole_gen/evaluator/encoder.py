@@ -110,8 +110,24 @@ def fit_encoder(config, content, out_dir):
             epoch_loss.append(loss.item())
         losses.append(sum(epoch_loss) / len(epoch_loss))
         progress.set_postfix(loss=f"{losses[-1]:.3f}")
-    logger.info(f"Fitted item encoder {name} on {len(items)} items: ClipLoss {losses[0]:.3f} -> {losses[-1]:.3f}")
-    _save_local_dir(model.eval(), name, out_dir, {"fit": _fit_settings(config), "loss_per_epoch": losses})
+    retrieval = image_to_text_retrieval(model.eval(), encoder, content.images[items], tokens[items])
+    logger.info(
+        f"Fitted item encoder {name} on {len(items)} items: ClipLoss {losses[0]:.3f} -> {losses[-1]:.3f}; "
+        f"catalog image->text retrieval top-1 {retrieval['top1']:.3f}, top-10 {retrieval['top10']:.3f} "
+        f"(chance {1 / len(items):.4f})"
+    )
+    fit_log = {"fit": _fit_settings(config), "loss_per_epoch": losses, "image_to_text_retrieval": retrieval}
+    _save_local_dir(model, name, out_dir, fit_log)
+
+
+@torch.no_grad()
+def image_to_text_retrieval(model, encoder, images, tokens):
+    """How often an item's image is closest to its own text among all catalog texts (top-1, top-10)."""
+    image_features = encoder.encode_images(images)
+    text_features = torch.cat([model.encode_text(chunk, normalize=True) for chunk in tokens.split(256)])
+    ranks = (image_features @ text_features.T).argsort(dim=1, descending=True)
+    hits = ranks == torch.arange(len(images)).unsqueeze(1)
+    return {"top1": hits[:, :1].any(dim=1).float().mean().item(), "top10": hits[:, :10].any(dim=1).float().mean().item()}
 
 
 def _save_local_dir(model, name, out_dir, fit_log):

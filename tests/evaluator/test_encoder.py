@@ -47,8 +47,11 @@ def test_fit_trains_caches_and_reloads(tmp_path, monkeypatch):
 
     out_dir = fitted_encoder_dir(config, content)
     with open(os.path.join(out_dir, "fit_log.json")) as f:
-        losses = json.load(f)["loss_per_epoch"]
+        fit_log = json.load(f)
+    losses = fit_log["loss_per_epoch"]
     assert losses[-1] < losses[0]
+    # 11 items: chance top-1 is 1/11; the fitted space must tell them apart better than that.
+    assert fit_log["image_to_text_retrieval"]["top1"] > 1 / 11
 
     def refit(*args):
         raise AssertionError("a cached encoder was fitted again")
