@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from recbole_gen.quick_start import load_data_and_model, run_recbole_gen
+from recbole_gen.quick_start import load_data_and_model, objective_function, run_recbole_gen
 
 GENERATIVE = ["targetsim", "historysim", "personallift", "genrecall@10", "genndcg@10", "novelty", "diversity", "fd"]
 SHARED = {"metrics": ["Recall", "NDCG"], "topk": [10], "valid_metric": "NDCG@10", "train_neg_sample_args": None}
@@ -47,6 +47,14 @@ def test_checkpoint_loads_without_unpickling(fast_config):
     trained = result["trainer"].model.state_dict()
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor.cpu(), trained[name].cpu()), name
+
+
+def test_objective_function_for_hyper_parameter_search(fast_config):
+    result = objective_function(config_dict={**fast_config, "model": "GRU4Rec", "dataset": "tiny"}, saved=False)
+    assert result["model"] == "GRU4Rec"
+    assert result["valid_score_bigger"] is True
+    assert result["best_valid_score"] == result["best_valid_result"]["ndcg@10"]
+    assert "targetsim" in result["test_result"]
 
 
 def test_import_and_run_do_not_need_ray(fast_config):

@@ -59,9 +59,13 @@ class GenerativeEvaluationMixin:
             checkpoint_file = model_file or self.saved_model_file
             self._load_model_state(load_checkpoint(checkpoint_file, map_location=self.device))
             self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
-        if self.eval_collector.needs_catalog and not self.eval_collector.has_catalog:
-            self.eval_collector.set_catalog(catalog_embeddings(self.config, eval_data._dataset))
+        self.prepare_catalog(eval_data._dataset)
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+
+    def prepare_catalog(self, dataset):
+        """Embed the catalog (fitting the item encoder if needed) once per run, before the first evaluation."""
+        if self.eval_collector.needs_catalog and not self.eval_collector.has_catalog:
+            self.eval_collector.set_catalog(catalog_embeddings(self.config, dataset))
 
 
 @functools.lru_cache(maxsize=None)
