@@ -65,6 +65,8 @@ class ItemContent:
         self.from_cache = False
         self.n_missing, self.missing_tokens = 0, []
         image_dir, image_field = _setting(config, "image_dir"), _setting(config, "image_field")
+        if image_dir is not None and image_field is not None:
+            raise ValueError(f"set one of the config keys 'image_dir' ({image_dir}) and 'image_field' ({image_field}), not both")
         if image_dir is not None:
             if not os.path.isdir(image_dir):
                 raise FileNotFoundError(f"config key 'image_dir' names a folder that does not exist: {image_dir}")

@@ -107,6 +107,7 @@ def test_rendered_cards_say_so_and_are_deterministic(shop, caplog):
         ({"image_dir": "/no/such/folder"}, FileNotFoundError, r"'image_dir'.*/no/such/folder"),
         ({"text_fields": ["movie_title", "plot"]}, ValueError, r"'text_fields'.*plot.*available"),
         ({"image_field": "poster"}, ValueError, r"'image_field' = 'poster'.*available"),
+        ({"image_dir": ".", "image_field": "poster"}, ValueError, r"one of the config keys 'image_dir'.*'image_field'.*not both"),
     ],
 )
 def test_bad_settings_name_the_key(shop, overrides, error, pattern):
