@@ -6,6 +6,7 @@ import recbole_gen.properties
 from recbole.config import Config as RecBoleConfig
 from recbole.evaluator import metric_types
 
+from recbole_gen.data.item_content import check_image_source
 from recbole_gen.evaluator.register import register_generative_metrics
 from recbole_gen.utils import get_model
 
@@ -113,6 +114,4 @@ class Config(RecBoleConfig):
             raise ValueError(f"config key 'valid_metric' = '{valid_metric}' is not computed: add it to 'metrics' {metrics}")
 
     def _check_paths(self):
-        image_dir = self.final_config_dict.get("image_dir")
-        if image_dir is not None and not os.path.isdir(image_dir):
-            raise FileNotFoundError(f"config key 'image_dir' names a folder that does not exist: {image_dir}")
+        check_image_source(self.final_config_dict)

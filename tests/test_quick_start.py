@@ -6,6 +6,7 @@ import sys
 import pytest
 import torch
 
+from recbole_gen.config import Config
 from recbole_gen.quick_start import load_data_and_model, objective_function, run_recbole_gen
 
 GENERATIVE = ["targetsim", "historysim", "personallift", "genrecall@10", "genndcg@10", "novelty", "diversity", "fd"]
@@ -80,6 +81,11 @@ def test_missing_image_dir_is_named(fast_config, tmp_path):
     missing = tmp_path / "no-such-folder"
     with pytest.raises(FileNotFoundError, match=r"'image_dir'.*no-such-folder"):
         run_recbole_gen(model="SASRec", dataset="tiny", config_dict={**fast_config, "image_dir": str(missing)})
+
+
+def test_two_image_sources_fail_before_training(fast_config, tmp_path):
+    with pytest.raises(ValueError, match=r"'image_dir'.*'image_field'.*not both"):
+        Config(model="SASRec", dataset="tiny", config_dict={**fast_config, "image_dir": str(tmp_path), "image_field": "poster"})
 
 
 @pytest.mark.parametrize("key, value", [("epochs", "ten"), ("image_size", 32.5), ("learning_rate", "fast"), ("text_fields", "movie_title")])

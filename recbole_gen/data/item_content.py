@@ -31,6 +31,15 @@ def _setting(config, key, default=None):
     return config[key] if key in config else default
 
 
+def check_image_source(config):
+    """Fail early, naming the key, on an image source that cannot work."""
+    image_dir, image_field = _setting(config, "image_dir"), _setting(config, "image_field")
+    if image_dir is not None and image_field is not None:
+        raise ValueError(f"set one of the config keys 'image_dir' ({image_dir}) and 'image_field' ({image_field}), not both")
+    if image_dir is not None and not os.path.isdir(image_dir):
+        raise FileNotFoundError(f"config key 'image_dir' names a folder that does not exist: {image_dir}")
+
+
 def read_item_file(config):
     """The dataset's ``.item`` atomic file as strings, indexed by item token; None if there is none."""
     path = os.path.join(config["data_path"], f"{config['dataset']}.item")
@@ -64,12 +73,9 @@ class ItemContent:
         self.texts = self._texts(config)
         self.from_cache = False
         self.n_missing, self.missing_tokens = 0, []
+        check_image_source(config)
         image_dir, image_field = _setting(config, "image_dir"), _setting(config, "image_field")
-        if image_dir is not None and image_field is not None:
-            raise ValueError(f"set one of the config keys 'image_dir' ({image_dir}) and 'image_field' ({image_field}), not both")
         if image_dir is not None:
-            if not os.path.isdir(image_dir):
-                raise FileNotFoundError(f"config key 'image_dir' names a folder that does not exist: {image_dir}")
             self.source = "image_dir"
             paths = self._paths_in_dir(image_dir)
         elif image_field is not None:
