@@ -2,7 +2,9 @@
 
 import os
 
+import recbole
 import recbole_gen.properties
+import yaml
 from recbole.config import Config as RecBoleConfig
 from recbole.evaluator import metric_types
 
@@ -11,6 +13,7 @@ from recbole_gen.evaluator.register import register_generative_metrics
 from recbole_gen.utils import get_model
 
 PROPERTIES_DIR = os.path.dirname(os.path.abspath(recbole_gen.properties.__file__))
+RECBOLE_PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.abspath(recbole.__file__)), "properties")
 
 # Expected types of the keys users most often set; a wrong one is named before anything runs.
 _NUMBER = (int, float)
@@ -38,6 +41,27 @@ CONFIG_TYPES = {
     "encoder_fit_batch_size": int,
     "encoder_fit_learning_rate": _NUMBER,
     "personal_lift_samples": int,
+    "user_encoder": str,
+    "user_encoder_checkpoint": _OPTIONAL_STR,
+    "freeze_user_encoder": bool,
+    "rec_loss_weight": _NUMBER,
+    "n_cond_tokens": int,
+    "n_history_images": int,
+    "cond_dropout_prob": _NUMBER,
+    "tokenizer_path": _OPTIONAL_STR,
+    "tokenizer_image_size": int,
+    "tokenizer_block_out_channels": list,
+    "tokenizer_codebook_size": int,
+    "tokenizer_fit_epochs": int,
+    "generator_path": _OPTIONAL_STR,
+    "gen_hidden_size": int,
+    "gen_layers": int,
+    "generator_lora_r": int,
+    "gen_top_k": int,
+    "gen_temperature": _NUMBER,
+    "guidance_scale": _NUMBER,
+    "gallery_users": int,
+    "gallery_samples": int,
 }
 
 
@@ -79,13 +103,24 @@ class Config(RecBoleConfig):
 
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
-        for path in (
-            os.path.join(PROPERTIES_DIR, "overall.yaml"),
-            os.path.join(PROPERTIES_DIR, "model", f"{model}.yaml"),
-            os.path.join(PROPERTIES_DIR, "dataset", f"{dataset}.yaml"),
-        ):
+        model_file = os.path.join(PROPERTIES_DIR, "model", f"{model}.yaml")
+        paths = [os.path.join(PROPERTIES_DIR, "overall.yaml")]
+        paths += self._user_encoder_files(model_file)
+        paths += [model_file, os.path.join(PROPERTIES_DIR, "dataset", f"{dataset}.yaml")]
+        for path in paths:
             if os.path.isfile(path):
                 self._update_internal_config_dict(path)
+
+    def _user_encoder_files(self, model_file):
+        """The YAML files of a composite model's ``user_encoder`` (e.g. GenRec's SASRec), merged under the
+        model's own, so the encoder gets its usual defaults and the model's file can override them."""
+        encoder = self.external_config_dict.get("user_encoder")
+        if encoder is None and os.path.isfile(model_file):
+            with open(model_file) as f:
+                encoder = (yaml.safe_load(f) or {}).get("user_encoder")
+        if encoder is None:
+            return []
+        return [os.path.join(RECBOLE_PROPERTIES_DIR, "model", f"{encoder}.yaml"), os.path.join(PROPERTIES_DIR, "model", f"{encoder}.yaml")]
 
     def _set_default_parameters(self):
         self._check_types()

@@ -1,7 +1,8 @@
 """RecBole's Collector, extended with what the generative metrics need.
 
 For every evaluated user it records the embedding of the item the model puts in front of them
-(``gen.emb``: the top-1 ranked catalog item), the ground-truth next item (``gen.target``) and the
+(``gen.emb``: the top-1 ranked catalog item, or the generated item a trainer passes to
+:meth:`GenerativeCollector.set_shown` before the batch is collected), the ground-truth next item (``gen.target``) and the
 history (``gen.history``); ``gen.catalog`` holds the catalog's embeddings, set once per run.
 """
 
@@ -33,12 +34,18 @@ class GenerativeCollector(Collector):
         """Embeddings of every item (row = internal item id), shared by all evaluations of a run."""
         self.data_struct.set(CATALOG_KEY, catalog_embeddings.to(self.device))
 
+    def set_shown(self, embeddings):
+        """The next batch's shown items are these embeddings (e.g. of generated images), not the top-1."""
+        self._shown = embeddings
+
     def eval_batch_collect(self, scores_tensor, interaction, positive_u, positive_i):
         super().eval_batch_collect(scores_tensor, interaction, positive_u, positive_i)
+        shown, self._shown = getattr(self, "_shown", None), None
         if not self.needs_catalog:
             return
         catalog = self.data_struct.get(CATALOG_KEY)
-        shown = scores_tensor.argmax(dim=-1)
+        if shown is None:
+            shown = catalog[scores_tensor.argmax(dim=-1).to(catalog.device)]
         # Sequential evaluation has exactly one positive (the next item) per row.
         target = torch.zeros(len(scores_tensor), dtype=torch.long, device=scores_tensor.device)
         target[positive_u] = positive_i
@@ -46,7 +53,7 @@ class GenerativeCollector(Collector):
             history = interaction[self.history_field]
         else:
             history = torch.zeros(len(scores_tensor), 1, dtype=torch.long)
-        self.data_struct.update_tensor("gen.emb", catalog[shown.to(catalog.device)])
+        self.data_struct.update_tensor("gen.emb", shown.to(catalog.device))
         self.data_struct.update_tensor("gen.target", target)
         self.data_struct.update_tensor("gen.history", history.to(self.device))
 

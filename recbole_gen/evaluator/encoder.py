@@ -189,11 +189,12 @@ def load_item_encoder(config, content):
     return ItemEncoder(model, device=config["device"])
 
 
-def catalog_embeddings(config, dataset):
-    """Embeddings of every catalog item of ``dataset`` (row = internal item id) in the eval encoder space."""
+def catalog_encoder(config, dataset):
+    """``(content, encoder, embeddings)``: the catalog of ``dataset``, the item encoder, and every item's
+    embedding in its space (row = internal item id)."""
     # Fitting draws random numbers; the recommender's training must not see a different random stream
     # because it was evaluated, or results would differ from plain RecBole's at the same seed.
     with torch.random.fork_rng(devices=[]):
         content = ItemContent(config, dataset)
         encoder = load_item_encoder(config, content)
-        return encoder.encode_images(content.images)
+        return content, encoder, encoder.encode_images(content.images)

@@ -40,12 +40,12 @@ def test_target_sim_is_the_top1_item_against_the_next_item(fast_config):
 
 def test_catalog_is_embedded_once_per_run(fast_config, monkeypatch):
     calls = []
-    real = trainer_module.catalog_embeddings
+    real = trainer_module.catalog_encoder
 
     def counting(config, dataset):
         calls.append(1)
         return real(config, dataset)
 
-    monkeypatch.setattr(trainer_module, "catalog_embeddings", counting)
+    monkeypatch.setattr(trainer_module, "catalog_encoder", counting)
     run_recbole_gen(model="GRU4Rec", dataset="tiny", config_dict={**fast_config, "epochs": 3})
     assert len(calls) == 1  # three validations and one test

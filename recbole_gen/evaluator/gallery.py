@@ -1,0 +1,63 @@
+"""Galleries: one row per user with the last history items, the ground-truth next item and generated samples.
+
+Written as a PNG per evaluation by GenRecTrainer and by ``python -m recbole_gen.generate``.
+"""
+
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+CELL = 96
+CAPTION = 24
+LABEL_WIDTH = 90
+HEADER = 18
+TRUTH_COLOUR = (40, 160, 60)
+BACKGROUND = (255, 255, 255)
+TEXT = (20, 20, 20)
+
+
+def _to_pil(image):
+    return Image.fromarray(image.permute(1, 2, 0).numpy()).resize((CELL, CELL), Image.Resampling.NEAREST)
+
+
+def _caption(draw, font, xy, text, width=CELL):
+    text = text.strip()
+    while text and draw.textlength(text, font=font) > width - 4:
+        text = text[:-2] + "…" if len(text) > 2 else ""
+    draw.text(xy, text, fill=TEXT, font=font)
+
+
+def select_rows(n_rows, n_users, seed):
+    """A seeded sample of ``n_rows`` row indices out of ``n_users`` (the same users every evaluation)."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(n_users, generator=generator)[: min(n_rows, n_users)].sort().values
+
+
+def gallery_image(model, interaction, content, user_tokens, n_samples, n_history, seed):
+    """A PIL image: for each row of ``interaction`` (a user), history | truth | ``n_samples`` generated images."""
+    generation = model.generate(interaction, num_samples=n_samples, seed=seed)
+    item_seq = interaction[model.ITEM_SEQ].cpu()
+    item_seq_len = interaction[model.ITEM_SEQ_LEN].cpu()
+    targets = interaction[model.ITEM_ID].cpu()
+    n_columns = n_history + 1 + n_samples
+    canvas = Image.new("RGB", (LABEL_WIDTH + n_columns * (CELL + 4), HEADER + len(targets) * (CELL + CAPTION + 4)), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    titles = [f"history -{n_history - i}" for i in range(n_history)] + ["ground truth"] + [f"generated {i + 1}" for i in range(n_samples)]
+    for column, title in enumerate(titles):
+        _caption(draw, font, (LABEL_WIDTH + column * (CELL + 4), 2), title)
+    for row, (user, length, target) in enumerate(zip(user_tokens, item_seq_len.tolist(), targets.tolist())):
+        top = HEADER + row * (CELL + CAPTION + 4)
+        _caption(draw, font, (2, top + CELL // 2), f"user {user}", LABEL_WIDTH)
+        history = item_seq[row, max(0, length - n_history) : length].tolist()
+        cells = [None] * (n_history - len(history)) + [(content.images[i], content.texts[i]) for i in history]
+        cells.append((content.images[target], content.texts[target]))
+        cells += [(image, "") for image in generation.images[row * n_samples : (row + 1) * n_samples]]
+        for column, cell in enumerate(cells):
+            if cell is None:
+                continue
+            left = LABEL_WIDTH + column * (CELL + 4)
+            canvas.paste(_to_pil(cell[0]), (left, top))
+            if column == n_history:
+                draw.rectangle((left - 2, top - 2, left + CELL + 1, top + CELL + 1), outline=TRUTH_COLOUR, width=2)
+            _caption(draw, font, (left, top + CELL + 4), cell[1])
+    return canvas

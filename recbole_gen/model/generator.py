@@ -1,0 +1,148 @@
+"""Generators: a transformers causal LM that predicts image codes, given soft condition tokens.
+
+Every generator exposes the same four pieces, so GenRec trains and samples them all alike:
+
+- ``embed(codes)``: input embeddings of image codes, ``(..., hidden_size)``;
+- ``forward(inputs_embeds, past_key_values)``: the transformer, returning last hidden states and its
+  KV cache;
+- ``head(hidden)``: logits over the ``codebook_size`` image codes;
+- ``tokenizer``: the :class:`~recbole_gen.model.image_tokenizer.ImageTokenizer` whose codes it predicts.
+
+:class:`CausalLMGenerator` is any ``AutoModelForCausalLM`` whose vocabulary is the image codebook:
+by default a small Llama built from the ``gen_*`` keys and trained from scratch, or a pretrained one
+from ``generator_path`` (its vocabulary resized to the codebook). :class:`JanusGenerator` uses a
+``JanusForConditionalGeneration`` checkpoint's own image-generation path: its VQ model, generation
+embeddings and aligner, its language model and its generation head (Janus-Pro, "Generate, Not
+Recommend"'s any-to-any LMM family). ``generator_lora_r`` > 0 trains LoRA adapters (peft) on the
+transformer and freezes the generator's pretrained weights (a causal LM's code embeddings and head,
+new to it, stay trainable).
+"""
+
+import logging
+import os
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+from recbole_gen.model.image_tokenizer import JanusImageTokenizer, load_vq_tokenizer
+
+logger = logging.getLogger(__name__)
+
+
+class ImageGenerator(nn.Module):
+    """A transformer over image codes; subclasses name its ``transformer``, ``embed`` and ``head``."""
+
+    def forward(self, inputs_embeds, past_key_values=None, use_cache=False):
+        """Last hidden states ``(B, L, hidden)`` and the KV cache (None unless ``use_cache``)."""
+        output = self.transformer(inputs_embeds=inputs_embeds, past_key_values=past_key_values, use_cache=use_cache)
+        return output.last_hidden_state, output.past_key_values
+
+
+class CausalLMGenerator(ImageGenerator):
+    def __init__(self, language_model, tokenizer):
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.lm = language_model
+        if self.lm.get_input_embeddings().num_embeddings != tokenizer.codebook_size:
+            logger.info(f"Resizing the generator's vocabulary to the {tokenizer.codebook_size} image codes")
+            self.lm.resize_token_embeddings(tokenizer.codebook_size)
+        self.hidden_size = self.lm.config.get_text_config().hidden_size
+
+    @property
+    def transformer(self):
+        return self.lm.base_model
+
+    def embed(self, codes):
+        return self.lm.get_input_embeddings()(codes)
+
+    def head(self, hidden):
+        return self.lm.get_output_embeddings()(hidden)
+
+    def new_modules(self):
+        """Modules a pretrained LM does not have already trained for image codes (kept trainable under LoRA)."""
+        return [self.lm.get_input_embeddings(), self.lm.get_output_embeddings()]
+
+
+class JanusGenerator(ImageGenerator):
+    def __init__(self, janus):
+        super().__init__()
+        self.janus = janus
+        self.tokenizer = JanusImageTokenizer(janus.model.vqmodel)
+        self.hidden_size = janus.config.text_config.hidden_size
+        # Image understanding (the SigLIP encoder) and the text head are not used to generate images.
+        janus.model.vision_model.requires_grad_(False)
+        janus.model.aligner.requires_grad_(False)
+        janus.lm_head.requires_grad_(False)
+
+    @property
+    def transformer(self):
+        return self.janus.model.language_model
+
+    def embed(self, codes):
+        return self.janus.prepare_embeddings_for_image_generation(codes)
+
+    def head(self, hidden):
+        return self.janus.model.generation_head(hidden)
+
+    def new_modules(self):
+        return []
+
+
+def small_llama_config(config, codebook_size):
+    """The from-scratch generator's shape, from the ``gen_*`` config keys."""
+    return LlamaConfig(
+        vocab_size=codebook_size,
+        hidden_size=config["gen_hidden_size"],
+        intermediate_size=config["gen_intermediate_size"],
+        num_hidden_layers=config["gen_layers"],
+        num_attention_heads=config["gen_heads"],
+        num_key_value_heads=config["gen_heads"],
+        max_position_embeddings=config["gen_max_positions"],
+        tie_word_embeddings=False,
+    )
+
+
+def _is_janus(path):
+    return AutoConfig.from_pretrained(path).model_type == "janus"
+
+
+def _add_lora(config, generator):
+    from peft import LoraConfig, inject_adapter_in_model
+
+    lora = LoraConfig(
+        r=config["generator_lora_r"],
+        lora_alpha=config["generator_lora_alpha"],
+        lora_dropout=0.0,
+        target_modules=list(config["generator_lora_target_modules"]),
+    )
+    generator.requires_grad_(False)
+    inject_adapter_in_model(lora, generator.transformer)
+    for module in generator.new_modules():
+        module.requires_grad_(True)
+    trainable = sum(p.numel() for p in generator.parameters() if p.requires_grad)
+    logger.info(f"LoRA (r={lora.r}) on {lora.target_modules}: {trainable} trainable generator parameters")
+
+
+def build_generator(config, content):
+    """The generator (with its tokenizer) that the ``generator_path`` and ``gen_*`` keys select."""
+    path = config["generator_path"]
+    if path is None:
+        tokenizer = load_vq_tokenizer(config, content)
+        generator = CausalLMGenerator(LlamaForCausalLM(small_llama_config(config, tokenizer.codebook_size)), tokenizer)
+    else:
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise FileNotFoundError(
+                f"config key 'generator_path' = '{path}' is not a folder saved by transformers' save_pretrained "
+                "(config.json and weights): a JanusForConditionalGeneration (e.g. Janus-Pro-1B) or any causal LM"
+            )
+        if _is_janus(path):
+            from transformers import JanusForConditionalGeneration
+
+            generator = JanusGenerator(JanusForConditionalGeneration.from_pretrained(path))
+        else:
+            tokenizer = load_vq_tokenizer(config, content)
+            generator = CausalLMGenerator(AutoModelForCausalLM.from_pretrained(path), tokenizer)
+    if config["generator_lora_r"]:
+        _add_lora(config, generator)
+    return generator

@@ -1,0 +1,206 @@
+"""GenRec on a tiny dataset with tiny tokenizer, generator and user encoder, all built in the test."""
+
+import pytest
+import torch
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import init_seed
+from transformers import GenerationConfig
+
+from recbole_gen.config import Config
+from recbole_gen.model.sequential_recommender.genrec import GenRec
+from recbole_gen.quick_start import load_data_and_model, run_recbole_gen
+
+TINY_GENREC = {
+    "tokenizer_image_size": 16,
+    "tokenizer_block_out_channels": [8, 16],
+    "tokenizer_latent_channels": 4,
+    "tokenizer_codebook_size": 16,
+    "tokenizer_fit_epochs": 2,
+    "gen_hidden_size": 32,
+    "gen_intermediate_size": 64,
+    "gen_layers": 1,
+    "gen_heads": 2,
+    "n_cond_tokens": 2,
+    "n_history_images": 2,
+    "gallery_users": 3,
+    "gallery_samples": 2,
+    "learning_rate": 0.01,
+}
+
+
+@pytest.fixture
+def genrec_config(fast_config, tiny_dataset):
+    return {
+        **fast_config,
+        **TINY_GENREC,
+        "tokenizer_cache_dir": str(tiny_dataset / "tokenizer_cache"),
+        "gallery_dir": str(tiny_dataset / "gallery"),
+    }
+
+
+def build(config_dict):
+    config = Config(model="GenRec", dataset="tiny", config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    train_data, valid_data, test_data = data_preparation(config, create_dataset(config))
+    return config, GenRec(config, train_data._dataset), train_data, test_data
+
+
+def first_batch(data):
+    batch = next(iter(data))
+    return batch[0] if isinstance(batch, tuple) else batch
+
+
+def train_steps(model, train_data, steps, lr=0.01):
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    batch = first_batch(train_data)
+    losses = []
+    for _ in range(steps):
+        loss = model.calculate_loss(batch)
+        loss = sum(loss) if isinstance(loss, tuple) else loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_generation_loss_falls(genrec_config):
+    _, model, train_data, _ = build({**genrec_config, "cond_dropout_prob": 0.0})
+    batch = first_batch(train_data)
+    before = model.generation_loss(batch).item()
+    train_steps(model, train_data, 20)
+    model.eval()
+    assert model.generation_loss(batch).item() < 0.8 * before
+
+
+def test_generated_codes_and_images_have_the_right_shapes(genrec_config):
+    _, model, _, test_data = build(genrec_config)
+    interaction = first_batch(test_data)
+    generation = model.eval().generate(interaction, num_samples=3, seed=0)
+    n = 3 * len(interaction)
+    assert model.tokenizer.n_tokens == 64  # 16 px, 2x downsampling: 8 x 8 codes
+    assert generation.codes.shape == (n, 64)
+    assert generation.codes.min() >= 0 and generation.codes.max() < 16
+    assert generation.images.shape == (n, 3, 16, 16) and generation.images.dtype == torch.uint8
+    scores = model.full_sort_predict(interaction)
+    assert scores.shape == (len(interaction), model.n_items)
+
+
+def test_guidance_zero_is_unconditional_sampling(genrec_config):
+    _, model, train_data, test_data = build(genrec_config)
+    train_steps(model, train_data, 5)
+    model.eval()
+    condition = model.condition_tokens(first_batch(test_data))
+    null = model.condition.null_condition(len(condition))
+
+    def sample(cond, scale, seed=7):
+        config = GenerationConfig(do_sample=True, temperature=1.0, top_k=0, guidance_scale=scale, max_new_tokens=64)
+        return model.sample_codes(cond, config, torch.Generator().manual_seed(seed))
+
+    unconditional = sample(null, 1.0)
+    assert torch.equal(sample(condition, 0.0), unconditional)
+    # and the users' conditions do change what is sampled once guidance is on
+    assert not torch.equal(sample(condition, 3.0), unconditional)
+
+
+def test_checkpoint_round_trip_gives_identical_samples(genrec_config):
+    result = run_recbole_gen(model="GenRec", dataset="tiny", config_dict={**genrec_config, "epochs": 1})
+    model = result["trainer"].model.eval()
+    _, loaded, _, _, _, test_data = load_data_and_model(result["trainer"].saved_model_file)
+    interaction = first_batch(test_data)
+    before = model.generate(interaction, num_samples=2, seed=3)
+    after = loaded.eval().generate(interaction, num_samples=2, seed=3)
+    assert torch.equal(before.codes, after.codes)
+    assert torch.equal(before.images, after.images)
+
+
+def trainer_test_data(trainer):
+    return data_preparation(trainer.config, create_dataset(trainer.config))[2]
+
+
+def test_run_scores_the_generated_images_and_writes_galleries(genrec_config):
+    config = {**genrec_config, "epochs": 2, "metrics": ["Recall", "NDCG", "TargetSim", "FD"]}
+    result = run_recbole_gen(model="GenRec", dataset="tiny", config_dict=config)
+    trainer = result["trainer"]
+    # two validations and the test, each with a gallery
+    assert [path.rsplit("-", 1)[-1] for path in trainer.gallery_files] == ["epoch000.png", "epoch001.png", "test.png"]
+    # TargetSim is the similarity of each test user's generated image (not a catalog item) to the target
+    catalog = trainer.eval_collector.data_struct.get("gen.catalog")
+    model = trainer.model.eval()
+    sims = []
+    with torch.no_grad():
+        for interaction, _, _, positive_i in trainer_test_data(trainer):
+            model.full_sort_predict(interaction)
+            generated = trainer.item_encoder.encode_images(model.last_generation.images)
+            assert (generated @ catalog.T).max() < 0.9999
+            sims.append(torch.nn.functional.cosine_similarity(generated, catalog[positive_i], dim=1))
+    assert abs(torch.cat(sims).mean().item() - result["test_result"]["targetsim"]) < 1e-4
+    ceiling = trainer.ceiling_result
+    assert ceiling["recall@10"] == 1.0  # the oracle's own reconstruction is nearest to its target
+
+
+@pytest.mark.parametrize("user_encoder", ["GRU4Rec", "BERT4Rec"])
+def test_other_user_encoders_train(genrec_config, user_encoder):
+    _, model, train_data, _ = build({**genrec_config, "user_encoder": user_encoder})
+    assert type(model.user_encoder).__name__ == user_encoder
+    losses = train_steps(model, train_data, 2)
+    assert all(loss == loss for loss in losses)  # finite, both losses computed
+
+
+def test_user_encoder_checkpoint_loads_and_can_be_frozen(genrec_config):
+    sasrec = run_recbole_gen(model="SASRec", dataset="tiny", config_dict={**genrec_config, "epochs": 1, "metrics": ["Recall"], "valid_metric": "Recall@10"})
+    path = sasrec["trainer"].saved_model_file
+    _, model, train_data, _ = build({**genrec_config, "user_encoder_checkpoint": path, "freeze_user_encoder": True})
+    expected = sasrec["trainer"].model.state_dict()
+    for key, value in model.user_encoder.state_dict().items():
+        assert torch.equal(value, expected[key]), key
+    train_steps(model, train_data, 2)
+    for key, value in model.user_encoder.state_dict().items():
+        assert torch.equal(value, expected[key]), f"{key} changed although frozen"
+
+
+def test_user_encoder_checkpoint_of_another_model_is_refused(genrec_config):
+    gru = run_recbole_gen(model="GRU4Rec", dataset="tiny", config_dict={**genrec_config, "epochs": 1, "metrics": ["Recall"], "valid_metric": "Recall@10"})
+    with pytest.raises(ValueError, match="holds a GRU4Rec, but user_encoder is SASRec"):
+        build({**genrec_config, "user_encoder_checkpoint": gru["trainer"].saved_model_file})
+
+
+def tiny_janus(path):
+    from transformers import JanusConfig, JanusForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = JanusConfig(
+        text_config={"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                     "num_attention_heads": 2, "num_key_value_heads": 2, "vocab_size": 64},
+        vision_config={"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": 32,
+                       "patch_size": 8, "projection_dim": 32, "num_image_tokens": 16, "mlp_ratio": 2.0},
+        vq_config={"embed_dim": 4, "num_embeddings": 32, "latent_channels": 32, "base_channels": 32,
+                   "channel_multiplier": [1, 2], "num_res_blocks": 1, "num_patches": 4, "projection_dim": 32,
+                   "image_token_embed_dim": 32, "num_hidden_layers": 1},
+        image_token_id=63,
+    )
+    JanusForConditionalGeneration(config).save_pretrained(path)
+
+
+@pytest.mark.parametrize("lora", [0, 4])
+def test_tiny_janus_trains_a_step_and_generates(genrec_config, tiny_dataset, lora):
+    path = tiny_dataset / "janus"
+    tiny_janus(path)
+    _, model, train_data, test_data = build({**genrec_config, "generator_path": str(path), "generator_lora_r": lora})
+    assert type(model.generator).__name__ == "JanusGenerator"
+    assert model.tokenizer.n_tokens == 16 and model.tokenizer.codebook_size == 32
+    head = model.generator.janus.model.generation_head.vision_head.weight.clone()
+    losses = train_steps(model, train_data, 1)
+    assert losses[0] == losses[0]
+    changed = not torch.equal(head, model.generator.janus.model.generation_head.vision_head.weight)
+    assert changed == (lora == 0)  # with LoRA only the adapters (and GenRec's own modules) train
+    if lora:
+        assert any("lora_" in name for name, p in model.named_parameters() if p.requires_grad)
+    generation = model.eval().generate(first_batch(test_data), num_samples=1, seed=0)
+    assert generation.codes.shape[1] == 16 and generation.images.shape[1:] == (3, 8, 8)
+
+
+def test_generator_path_that_is_not_a_model_folder_is_named(genrec_config, tiny_dataset):
+    with pytest.raises(FileNotFoundError, match="generator_path"):
+        build({**genrec_config, "generator_path": str(tiny_dataset)})
