@@ -9,6 +9,10 @@ curves.
     python benchmarks/run_benchmark.py --dataset ml-100k --models SASRec GRU4Rec BERT4Rec \
         --references --epochs 5 --content cards posters=../shared/data/ml-100k-posters/images \
         --out docs/benchmark_ml-100k.md
+
+Models that generate (GenRec) also get a tokenizer-ceiling row (every user shown the reconstruction of
+their own next item) and a summary of the generator targets: epoch time against SASRec's, time to
+generate one image per test user, peak memory, FD against the ceiling's, PersonalLift's interval.
 """
 
 import argparse
@@ -63,7 +67,9 @@ def run_model(model, args):
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     init_seed(config["seed"], config["reproducibility"])
+    start = time.perf_counter()  # GenRec fits (or loads) its image tokenizer here
     recommender = get_model(model)(config, train_data._dataset).to(config["device"])
+    setup_seconds = time.perf_counter() - start
     trainer = get_trainer(config["MODEL_TYPE"], model)(config, recommender)
 
     epoch_seconds, curve = [], []
@@ -91,11 +97,30 @@ def run_model(model, args):
         start = time.perf_counter()
         test = trainer.evaluate(test_data, load_best_model=True, model_file=checkpoint)
         results[name] = {"test": {k: float(v) for k, v in test.items()}, "eval_seconds": time.perf_counter() - start}
+        if getattr(trainer, "ceiling_result", None):
+            results[name]["ceiling"] = {k: float(v) for k, v in trainer.ceiling_result.items()}
+    generation = time_generation(recommender, test_data, config["seed"]) if hasattr(recommender, "generate") else None
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if torch.cuda.is_available():
         peak_mib = max(peak_mib, torch.cuda.max_memory_allocated() / 2**20)
     return {"model": model, "trained": bool(epoch_seconds), "epoch_seconds": epoch_seconds, "valid_curve": curve,
-            "results": results, "peak_mib": peak_mib, "valid_metric": config["valid_metric"].lower()}
+            "results": results, "peak_mib": peak_mib, "valid_metric": config["valid_metric"].lower(),
+            "setup_seconds": setup_seconds, "generation": generation}
+
+
+def time_generation(model, test_data, seed):
+    """Seconds to generate one image for every test user, in evaluation-sized batches."""
+    model.eval()
+    users = 0
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for interaction, _, _, _ in test_data:
+        model.generate(interaction.to(model.device), num_samples=1, seed=seed)
+        users += len(interaction)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return {"users": users, "seconds": time.perf_counter() - start}
 
 
 def machine_description():
@@ -119,6 +144,39 @@ def convergence(result):
     return f"{state}; last-epoch change {last_gain:+.4f}"
 
 
+def generator_summary(results, name):
+    """The generator targets, for every model that generates: speed, memory, and quality against the ceiling."""
+    lines = []
+    by_model = {r["model"]: r for r in results}
+    sasrec = by_model.get("SASRec")
+    for result in results:
+        if not result.get("generation"):
+            continue
+        test = result["results"][name]["test"]
+        ceiling = result["results"][name].get("ceiling", {})
+        seconds = result["epoch_seconds"]
+        per_epoch = sum(seconds) / len(seconds) if seconds else None
+        lines.append(f"{result['model']} ({name}):")
+        if sasrec and sasrec["epoch_seconds"] and per_epoch:
+            sasrec_epoch = sum(sasrec["epoch_seconds"]) / len(sasrec["epoch_seconds"])
+            lines.append(f"- training epoch {per_epoch:.1f} s = {per_epoch / sasrec_epoch:.2f}x SASRec's {sasrec_epoch:.1f} s (target <= 2x)")
+        generation = result["generation"]
+        lines.append(f"- one image for each of {generation['users']} test users: {generation['seconds']:.1f} s (target <= 60 s)")
+        lines.append(f"- setup (model construction, incl. image tokenizer fit or cache load): {result['setup_seconds']:.1f} s")
+        lines.append(f"- peak memory {result['peak_mib'] / 1024:.2f} GiB (target < 8 GiB)")
+        if "fd" in test and ceiling.get("fd"):
+            lines.append(f"- FD {test['fd']:.4f} = {test['fd'] / ceiling['fd']:.2f}x the tokenizer's reconstructions' FD {ceiling['fd']:.4f} (target <= 1.5x)")
+        if "personallift_ci95_low" in test:
+            lines.append(f"- PersonalLift {test['personallift']:.4f}, 95% bootstrap interval over users "
+                         f"[{test['personallift_ci95_low']:.4f}, {test['personallift_ci95_high']:.4f}] (target: excludes 0)")
+        others = {r["model"]: r["results"][name]["test"].get("targetsim") for r in results if r is not result}
+        if "targetsim" in test and others:
+            best = max(others, key=lambda m: others[m])
+            lines.append(f"- TargetSim {test['targetsim']:.4f}; best other row {best} {others[best]:.4f} (target: above every other row)")
+        lines.append("")
+    return lines
+
+
 def markdown(results, args, command):
     content = parse_content(args.content)
     lines = [f"# Benchmark: {args.dataset}", "", f"Command: `{command}`", "",
@@ -128,7 +186,7 @@ def markdown(results, args, command):
              f"{results[0]['valid_metric'] if results else '-'}). Item encoder: eval_encoder="
              f"{json.dumps(dict(pair.split('=', 1) for pair in args.set)).strip('{}') or 'fit (default)'}; "
              "each content setting has its own encoder, fitted on that setting's catalog images.", ""]
-    columns = RANKING_METRICS + CONTENT_METRICS
+    columns = RANKING_METRICS + CONTENT_METRICS + ["personallift_ci95_low", "personallift_ci95_high"]
     for name, image_dir in content.items():
         lines += [f"## Content: {name}" + (f" (`image_dir={image_dir}`)" if image_dir else " (rendered metadata cards)"), "",
                   "| model | " + " | ".join(columns) + " | train s/epoch | epochs | eval s | peak MiB |",
@@ -140,7 +198,12 @@ def markdown(results, args, command):
             lines.append(f"| {result['model']} | " + " | ".join(_fmt(test.get(c)) for c in columns)
                          + f" | {_fmt(per_epoch, 1)} | {len(seconds)} | {_fmt(result['results'][name]['eval_seconds'], 1)}"
                          + f" | {result['peak_mib']:.0f} |")
+            ceiling = result["results"][name].get("ceiling")
+            if ceiling:
+                lines.append(f"| {result['model']}: tokenizer ceiling | " + " | ".join(_fmt(ceiling.get(c)) for c in columns)
+                             + " | - | - | - | - |")
         lines.append("")
+        lines += generator_summary(results, name)
     trained = [r for r in results if r["trained"]]
     if trained:
         metric = trained[0]["valid_metric"]

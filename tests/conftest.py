@@ -59,3 +59,27 @@ def fast_config(tiny_dataset, monkeypatch):
         "state": "ERROR",
         "use_gpu": False,
     }
+
+
+@pytest.fixture
+def genrec_config(fast_config, tiny_dataset):
+    """fast_config with a tiny GenRec: 16 px images, a 16-code VQ tokenizer, a one-layer generator."""
+    return {
+        **fast_config,
+        "tokenizer_image_size": 16,
+        "tokenizer_block_out_channels": [8, 16],
+        "tokenizer_latent_channels": 4,
+        "tokenizer_codebook_size": 16,
+        "tokenizer_fit_epochs": 2,
+        "gen_hidden_size": 32,
+        "gen_intermediate_size": 64,
+        "gen_layers": 1,
+        "gen_heads": 2,
+        "n_cond_tokens": 2,
+        "n_history_images": 2,
+        "gallery_users": 3,
+        "gallery_samples": 2,
+        "learning_rate": 0.01,
+        "tokenizer_cache_dir": str(tiny_dataset / "tokenizer_cache"),
+        "gallery_dir": str(tiny_dataset / "gallery"),
+    }

@@ -32,12 +32,16 @@ def select_rows(n_rows, n_users, seed):
     return torch.randperm(n_users, generator=generator)[: min(n_rows, n_users)].sort().values
 
 
-def gallery_image(model, interaction, content, user_tokens, n_samples, n_history, seed):
-    """A PIL image: for each row of ``interaction`` (a user), history | truth | ``n_samples`` generated images."""
-    generation = model.generate(interaction, num_samples=n_samples, seed=seed)
+def gallery_image(model, interaction, generated, content, user_tokens, n_history):
+    """A PIL image: for each row of ``interaction`` (a user), history | truth | generated images.
+
+    ``generated``: uint8 images, the same number for each row, rows' samples adjacent (as
+    ``GenRec.generate`` returns them).
+    """
     item_seq = interaction[model.ITEM_SEQ].cpu()
     item_seq_len = interaction[model.ITEM_SEQ_LEN].cpu()
     targets = interaction[model.ITEM_ID].cpu()
+    n_samples = len(generated) // len(targets)
     n_columns = n_history + 1 + n_samples
     canvas = Image.new("RGB", (LABEL_WIDTH + n_columns * (CELL + 4), HEADER + len(targets) * (CELL + CAPTION + 4)), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
@@ -51,7 +55,7 @@ def gallery_image(model, interaction, content, user_tokens, n_samples, n_history
         history = item_seq[row, max(0, length - n_history) : length].tolist()
         cells = [None] * (n_history - len(history)) + [(content.images[i], content.texts[i]) for i in history]
         cells.append((content.images[target], content.texts[target]))
-        cells += [(image, "") for image in generation.images[row * n_samples : (row + 1) * n_samples]]
+        cells += [(image, "") for image in generated[row * n_samples : (row + 1) * n_samples]]
         for column, cell in enumerate(cells):
             if cell is None:
                 continue

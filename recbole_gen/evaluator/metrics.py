@@ -35,9 +35,25 @@ def history_sim(gen, catalog, history):
 
 def personal_lift(gen, catalog, target, n_samples, seed):
     """mean_u [sim(g_u, t_u) - mean_{v in S_u} sim(g_v, t_u)], S_u a seeded sample of other users."""
+    per_user = personal_lift_per_user(gen, catalog, target, n_samples, seed)
+    return per_user.mean().item() if len(per_user) else 0.0
+
+
+def bootstrap_interval(values, level=0.95, n_resamples=2000, seed=0):
+    """Percentile bootstrap interval of the mean of ``values`` (resampling users)."""
+    generator = torch.Generator().manual_seed(seed)
+    values = values.double()
+    index = torch.randint(len(values), (n_resamples, len(values)), generator=generator)
+    means = values[index].mean(dim=1)
+    tail = (1 - level) / 2
+    return means.quantile(tail).item(), means.quantile(1 - tail).item()
+
+
+def personal_lift_per_user(gen, catalog, target, n_samples, seed):
+    """Each user's term of :func:`personal_lift` (empty with fewer than two users)."""
     n_users = len(gen)
     if n_users < 2:
-        return 0.0
+        return torch.zeros(0, dtype=torch.double)
     sims = _unit(catalog)[target] @ _unit(gen).T  # sims[u, v] = sim(g_v, t_u)
     own = sims.diagonal()
     if n_samples >= n_users - 1:
@@ -48,7 +64,7 @@ def personal_lift(gen, catalog, target, n_samples, seed):
         offsets = torch.stack([torch.randperm(n_users - 1, generator=generator)[:n_samples] + 1 for _ in range(n_users)])
         others_idx = (torch.arange(n_users).unsqueeze(1) + offsets) % n_users
         others = sims.gather(1, others_idx).mean(dim=1)
-    return (own - others).mean().item()
+    return own - others
 
 
 def target_ranks(gen, catalog, target):
@@ -117,10 +133,18 @@ class PersonalLift(_GenerativeMetric):
         self.seed = config["seed"]
 
     def calculate_metric(self, dataobject):
-        value = personal_lift(
+        per_user = personal_lift_per_user(
             dataobject.get("gen.emb"), dataobject.get("gen.catalog"), dataobject.get("gen.target"), self.n_samples, self.seed
         )
-        return self.result(value)
+        if len(per_user) < 2:
+            return self.result(0.0)
+        # The 95% bootstrap interval over users says whether the lift is distinguishable from zero.
+        low, high = bootstrap_interval(per_user, seed=self.seed)
+        return {
+            "personallift": round(per_user.mean().item(), self.decimal_place),
+            "personallift_ci95_low": round(low, self.decimal_place),
+            "personallift_ci95_high": round(high, self.decimal_place),
+        }
 
 
 class _GenTopkMetric(_GenerativeMetric):

@@ -55,3 +55,16 @@ def user_embedding(encoder, item_seq, item_seq_len):
     if output.dim() == 3:
         output = encoder.gather_indexes(output, item_seq_len - 1)
     return output
+
+
+def recommendation_loss(encoder, user, interaction):
+    """The encoder's own loss, from an already computed user embedding when its loss allows.
+
+    SASRec, GRU4Rec and the other next-item models with ``loss_type: CE`` score the catalog by
+    ``user @ item_embedding.T``; reusing ``user`` saves a second forward pass (and its dropout). Other
+    losses (BPR with sampled negatives, BERT4Rec's masked items) go through ``calculate_loss``.
+    """
+    if getattr(encoder, "loss_type", None) == "CE" and not hasattr(encoder, "reconstruct_test_data"):
+        logits = user @ encoder.item_embedding.weight.T
+        return encoder.loss_fct(logits, interaction[encoder.POS_ITEM_ID])
+    return encoder.calculate_loss(interaction)

@@ -152,9 +152,8 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
         rows = select_rows(config["gallery_users"], len(dataset.inter_feat), config["seed"])
         interaction = dataset.inter_feat[rows].to(self.device)
         users = dataset.id2token(config["USER_ID_FIELD"], interaction[config["USER_ID_FIELD"]].cpu())
-        image = gallery_image(
-            self.model, interaction, content, users, config["gallery_samples"], config["gallery_history"], config["seed"]
-        )
+        generation = self.model.generate(interaction, num_samples=config["gallery_samples"], seed=config["seed"])
+        image = gallery_image(self.model, interaction, generation.images, content, users, config["gallery_history"])
         tag = f"valid-epoch{self.epoch:03d}" if self.phase == "valid" else "test"
         os.makedirs(config["gallery_dir"], exist_ok=True)
         stem = os.path.splitext(os.path.basename(self.saved_model_file))[0]

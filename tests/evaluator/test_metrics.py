@@ -95,3 +95,15 @@ def test_registered_metrics_run_in_recboles_evaluator():
     assert result["genrecall@1"] == 0.5
     assert result["recall@1"] == 0.5
     assert result["fd"] >= 0
+
+
+def test_bootstrap_interval_covers_the_mean_and_shrinks_with_more_users():
+    generator = torch.Generator().manual_seed(0)
+    few = torch.randn(20, generator=generator) + 1.0
+    many = torch.randn(2000, generator=generator) + 1.0
+    low, high = metrics.bootstrap_interval(few)
+    assert low < few.mean().item() < high
+    low_many, high_many = metrics.bootstrap_interval(many)
+    assert low_many < 1.0 < high_many  # covers the true mean
+    assert high_many - low_many < (high - low) / 4
+    assert metrics.bootstrap_interval(few) == (low, high)  # seeded

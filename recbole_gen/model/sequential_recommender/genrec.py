@@ -29,7 +29,7 @@ from transformers.generation.logits_process import LogitsProcessorList, Temperat
 from recbole_gen.data.item_content import ItemContent
 from recbole_gen.model.condition import UserCondition
 from recbole_gen.model.generator import build_generator
-from recbole_gen.model.user_encoder import build_user_encoder, embedding_size, user_embedding
+from recbole_gen.model.user_encoder import build_user_encoder, embedding_size, recommendation_loss, user_embedding
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +94,10 @@ class GenRec(SequentialRecommender):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_user_encoder):
             return user_embedding(self.user_encoder, interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
 
-    def condition_tokens(self, interaction):
+    def condition_tokens(self, interaction, user=None):
         """Condition tokens ``(B, n_tokens, hidden)`` of each row's user and history."""
-        user = self.user_embedding(interaction)
+        if user is None:
+            user = self.user_embedding(interaction)
         n_history = self.condition.n_history_images
         if not n_history:
             return self.condition(user)
@@ -117,20 +118,21 @@ class GenRec(SequentialRecommender):
         hidden, _ = self.generator(inputs)
         return self.generator.head(hidden[:, condition.shape[1] :])
 
-    def generation_loss(self, interaction):
+    def generation_loss(self, interaction, user=None):
         target = interaction[self.POS_ITEM_ID]
         codes = self.item_codes[target]
-        condition = self.condition.drop(self.condition_tokens(interaction), self.cond_dropout_prob)
+        condition = self.condition.drop(self.condition_tokens(interaction, user), self.cond_dropout_prob)
         logits = self.code_logits(condition, codes)
         per_row = F.cross_entropy(logits.flatten(0, 1).float(), codes.flatten(), reduction="none").view(codes.shape).mean(1)
         weight = self.has_image[target].float()
         return (per_row * weight).sum() / weight.sum().clamp(min=1)
 
     def calculate_loss(self, interaction):
-        generation_loss = self.generation_loss(interaction)
+        user = self.user_embedding(interaction)
+        generation_loss = self.generation_loss(interaction, user)
         if self.freeze_user_encoder or not self.rec_loss_weight:
             return generation_loss
-        return self.rec_loss_weight * self.user_encoder.calculate_loss(interaction), generation_loss
+        return self.rec_loss_weight * recommendation_loss(self.user_encoder, user, interaction), generation_loss
 
     # -- sampling ----------------------------------------------------------------------------------
     @torch.no_grad()
