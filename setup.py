@@ -28,6 +28,8 @@ setup(
         "torchvision",
         "transformers",
         "diffusers",
+        "peft",  # LoRA on the generator (generator_lora_r)
+        "tensorboard",  # galleries and curves (RecBole logs to it too)
         "open_clip_torch",
         "pyyaml",
         "pillow",

@@ -229,6 +229,8 @@ def main():
     parser.add_argument("--config_files", nargs="*", default=None)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON", help="extra config, e.g. eval_encoder='\"fit\"'")
     parser.add_argument("--out", default=None, help="markdown file to write (default: print)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse a model's saved/benchmark-DATASET-MODEL.json from an earlier run of the same command")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker_out", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -239,13 +241,18 @@ def main():
             json.dump(run_model(args.worker, args), f)
         return
 
-    command = "python " + " ".join(sys.argv)
     models = (REFERENCES if args.references else []) + args.models
-    worker_args = [a for a in sys.argv[1:]]
+    worker_args = [a for a in sys.argv[1:] if a != "--reuse"]
+    command = "python " + " ".join(a for a in sys.argv if a != "--reuse")
     results = []
     for model in models:
         out = os.path.join("saved", f"benchmark-{args.dataset}-{model}.json")
         os.makedirs("saved", exist_ok=True)
+        if args.reuse and os.path.isfile(out):
+            print(f"[benchmark] {model}: reusing {out}", flush=True)
+            with open(out) as f:
+                results.append(json.load(f))
+            continue
         print(f"[benchmark] {model} ...", flush=True)
         start = time.perf_counter()
         subprocess.run([sys.executable, __file__, *worker_args, "--worker", model, "--worker_out", out], check=True)

@@ -47,14 +47,15 @@ class GenerativeCollector(Collector):
         if shown is None:
             shown = catalog[scores_tensor.argmax(dim=-1).to(catalog.device)]
         # Sequential evaluation has exactly one positive (the next item) per row.
-        target = torch.zeros(len(scores_tensor), dtype=torch.long, device=scores_tensor.device)
-        target[positive_u] = positive_i
+        # positive_u / positive_i come from the dataloader on the CPU; scores may be on the GPU.
+        target = torch.zeros(len(scores_tensor), dtype=torch.long)
+        target[positive_u.cpu()] = positive_i.cpu()
         if self.history_field in interaction:
             history = interaction[self.history_field]
         else:
             history = torch.zeros(len(scores_tensor), 1, dtype=torch.long)
         self.data_struct.update_tensor("gen.emb", shown.to(catalog.device))
-        self.data_struct.update_tensor("gen.target", target)
+        self.data_struct.update_tensor("gen.target", target.to(self.device))
         self.data_struct.update_tensor("gen.history", history.to(self.device))
 
     def get_data_struct(self):

@@ -23,9 +23,9 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
-from tqdm import tqdm
 
 from recbole_gen.data.item_content import ItemContent
+from recbole_gen.utils import fit_minibatches
 
 logger = logging.getLogger(__name__)
 
@@ -93,23 +93,18 @@ def fit_encoder(config, content, out_dir):
     batch_size = config["encoder_fit_batch_size"]
     epochs = config["encoder_fit_epochs"]
     model.train()
-    losses = []
-    progress = tqdm(range(epochs), desc="Fit item encoder", ncols=100, disable=not config["show_progress"])
-    for _ in progress:
-        order = items[torch.randperm(len(items), generator=generator)]
-        epoch_loss = []
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            if len(batch) < 2:
-                continue
-            image_features, text_features, logit_scale = model(encoder.preprocess(content.images[batch]), tokens[batch])
-            loss = loss_fn(image_features, text_features, logit_scale)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            epoch_loss.append(loss.item())
-        losses.append(sum(epoch_loss) / len(epoch_loss))
-        progress.set_postfix(loss=f"{losses[-1]:.3f}")
+
+    def step(batch):
+        if len(batch) < 2:  # ClipLoss needs negatives
+            return None
+        image_features, text_features, logit_scale = model(encoder.preprocess(content.images[batch]), tokens[batch])
+        loss = loss_fn(image_features, text_features, logit_scale)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    losses = fit_minibatches(items, batch_size, epochs, generator, step, "Fit item encoder", config["show_progress"])
     retrieval = image_to_text_retrieval(model.eval(), encoder, content.images[items], tokens[items])
     logger.info(
         f"Fitted item encoder {name} on {len(items)} items: ClipLoss {losses[0]:.3f} -> {losses[-1]:.3f}; "

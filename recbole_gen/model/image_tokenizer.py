@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from diffusers import VQModel
 from torch import nn
-from tqdm import tqdm
+
+from recbole_gen.utils import fit_minibatches
 
 logger = logging.getLogger(__name__)
 
@@ -167,22 +168,20 @@ def fit_tokenizer(config, content, out_dir):
             raise ValueError("the image tokenizer needs at least one catalog item with an image to train on")
         pixels = tokenizer.to_pixels(content.images[items])
         optimizer = torch.optim.AdamW(model.parameters(), lr=config["tokenizer_fit_learning_rate"])
-        batch_size = config["tokenizer_fit_batch_size"]
-        losses = []
-        progress = tqdm(range(config["tokenizer_fit_epochs"]), desc="Fit image tokenizer", ncols=100, disable=not config["show_progress"])
-        for _ in progress:
-            order = torch.randperm(len(pixels), generator=generator)
-            epoch_loss = []
-            for start in range(0, len(order), batch_size):
-                batch = pixels[order[start : start + batch_size]]
-                output = model(batch)
-                loss = F.mse_loss(output.sample, batch) + output.commit_loss.mean()
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                epoch_loss.append(loss.item())
-            losses.append(sum(epoch_loss) / len(epoch_loss))
-            progress.set_postfix(loss=f"{losses[-1]:.4f}")
+
+        def step(batch):
+            pixel_batch = pixels[batch]
+            output = model(pixel_batch)
+            loss = F.mse_loss(output.sample, pixel_batch) + output.commit_loss.mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            return loss.item()
+
+        losses = fit_minibatches(
+            torch.arange(len(pixels)), config["tokenizer_fit_batch_size"], config["tokenizer_fit_epochs"], generator, step,
+            "Fit image tokenizer", config["show_progress"],
+        )
         model.eval().requires_grad_(False)
         codes = tokenizer.encode(content.images[items])
         reconstruction = tokenizer.decode(codes).float()
