@@ -144,6 +144,12 @@ def convergence(result):
     return f"{state}; last-epoch change {last_gain:+.4f}"
 
 
+def mean_epoch_seconds(result):
+    """A model's mean training-epoch time, or None for a model that was not trained."""
+    seconds = result["epoch_seconds"]
+    return sum(seconds) / len(seconds) if seconds else None
+
+
 def generator_summary(results, name):
     """The generator targets, for every model that generates: speed, memory, and quality against the ceiling."""
     lines = []
@@ -154,11 +160,10 @@ def generator_summary(results, name):
             continue
         test = result["results"][name]["test"]
         ceiling = result["results"][name].get("ceiling", {})
-        seconds = result["epoch_seconds"]
-        per_epoch = sum(seconds) / len(seconds) if seconds else None
+        per_epoch = mean_epoch_seconds(result)
         lines.append(f"{result['model']} ({name}):")
-        if sasrec and sasrec["epoch_seconds"] and per_epoch:
-            sasrec_epoch = sum(sasrec["epoch_seconds"]) / len(sasrec["epoch_seconds"])
+        sasrec_epoch = mean_epoch_seconds(sasrec) if sasrec else None
+        if sasrec_epoch and per_epoch:
             lines.append(f"- training epoch {per_epoch:.1f} s = {per_epoch / sasrec_epoch:.2f}x SASRec's {sasrec_epoch:.1f} s (target <= 2x)")
         generation = result["generation"]
         lines.append(f"- one image for each of {generation['users']} test users: {generation['seconds']:.1f} s (target <= 60 s)")
@@ -193,10 +198,8 @@ def markdown(results, args, command):
                   "|---" * (len(columns) + 5) + "|"]
         for result in results:
             test = result["results"][name]["test"]
-            seconds = result["epoch_seconds"]
-            per_epoch = sum(seconds) / len(seconds) if seconds else None
             lines.append(f"| {result['model']} | " + " | ".join(_fmt(test.get(c)) for c in columns)
-                         + f" | {_fmt(per_epoch, 1)} | {len(seconds)} | {_fmt(result['results'][name]['eval_seconds'], 1)}"
+                         + f" | {_fmt(mean_epoch_seconds(result), 1)} | {len(result['epoch_seconds'])} | {_fmt(result['results'][name]['eval_seconds'], 1)}"
                          + f" | {result['peak_mib']:.0f} |")
             ceiling = result["results"][name].get("ceiling")
             if ceiling:

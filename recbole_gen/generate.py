@@ -12,10 +12,9 @@ import json
 import os
 
 import torch
-from PIL import Image
 
 from recbole_gen.data.item_content import ItemContent
-from recbole_gen.evaluator.gallery import gallery_image
+from recbole_gen.evaluator.gallery import gallery_image, to_pil
 from recbole_gen.model.sequential_recommender.genrec import GenRec
 from recbole_gen.quick_start import load_data_and_model
 
@@ -60,7 +59,7 @@ def generate(checkpoint, users, samples=4, out="generated", seed=2020, guidance_
         for k in range(samples):
             path = os.path.join(folder, f"sample_{k + 1}.png")
             image = generation.images[row * samples + k]
-            Image.fromarray(image.permute(1, 2, 0).numpy()).save(path)
+            to_pil(image).save(path)
             files.append(path)
         length = int(interaction[model.ITEM_SEQ_LEN][row])
         history = interaction[model.ITEM_SEQ][row, :length].cpu()

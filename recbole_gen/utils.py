@@ -61,8 +61,6 @@ def get_trainer(model_type, model_name):
     return with_generative_evaluation(trainer_class)
 
 
-
-
 def fit_minibatches(indices, batch_size, epochs, generator, step, desc, show_progress):
     """Run ``step(batch)`` over shuffled mini-batches of ``indices`` for ``epochs`` epochs, with a progress bar.
 

@@ -2,8 +2,9 @@
 
 For every evaluated user it records the embedding of the item the model puts in front of them
 (``gen.emb``: the top-1 ranked catalog item, or the generated item a trainer passes to
-:meth:`GenerativeCollector.set_shown` before the batch is collected), the ground-truth next item (``gen.target``) and the
-history (``gen.history``); ``gen.catalog`` holds the catalog's embeddings, set once per run.
+:meth:`GenerativeCollector.set_shown` before the batch is collected), the ground-truth next item
+(``gen.target``) and the history (``gen.history``); ``gen.catalog`` holds the catalog's embeddings,
+set once per run.
 """
 
 import torch
@@ -21,6 +22,7 @@ class GenerativeCollector(Collector):
     def __init__(self, config):
         super().__init__(config)
         self.history_field = config["ITEM_ID_FIELD"] + config["LIST_SUFFIX"]
+        self._shown = None  # set_shown's embeddings for the next collected batch
 
     @property
     def needs_catalog(self):
@@ -40,7 +42,7 @@ class GenerativeCollector(Collector):
 
     def eval_batch_collect(self, scores_tensor, interaction, positive_u, positive_i):
         super().eval_batch_collect(scores_tensor, interaction, positive_u, positive_i)
-        shown, self._shown = getattr(self, "_shown", None), None
+        shown, self._shown = self._shown, None
         if not self.needs_catalog:
             return
         catalog = self.data_struct.get(CATALOG_KEY)

@@ -15,8 +15,9 @@ BACKGROUND = (255, 255, 255)
 TEXT = (20, 20, 20)
 
 
-def _to_pil(image):
-    return Image.fromarray(image.permute(1, 2, 0).numpy()).resize((CELL, CELL), Image.Resampling.NEAREST)
+def to_pil(image):
+    """A PIL image of a uint8 ``(3, H, W)`` tensor."""
+    return Image.fromarray(image.permute(1, 2, 0).numpy())
 
 
 def _caption(draw, font, xy, text, width=CELL):
@@ -60,7 +61,7 @@ def gallery_image(model, interaction, generated, content, user_tokens, n_history
             if cell is None:
                 continue
             left = LABEL_WIDTH + column * (CELL + 4)
-            canvas.paste(_to_pil(cell[0]), (left, top))
+            canvas.paste(to_pil(cell[0]).resize((CELL, CELL), Image.Resampling.NEAREST), (left, top))
             if column == n_history:
                 draw.rectangle((left - 2, top - 2, left + CELL + 1, top + CELL + 1), outline=TRUTH_COLOUR, width=2)
             _caption(draw, font, (left, top + CELL + 4), cell[1])

@@ -46,9 +46,14 @@ def embedding_size(encoder):
     return encoder.item_embedding.embedding_dim
 
 
+def _appends_mask_token(encoder):
+    """BERT4Rec-style encoders predict the next item at a mask token appended after the history."""
+    return hasattr(encoder, "reconstruct_test_data")
+
+
 def user_embedding(encoder, item_seq, item_seq_len):
     """The encoder's sequence representation ``(B, d)``: what it would score the next item with."""
-    if hasattr(encoder, "reconstruct_test_data"):  # BERT4Rec: a mask token after the history
+    if _appends_mask_token(encoder):
         output = encoder.forward(encoder.reconstruct_test_data(item_seq, item_seq_len))
         return encoder.gather_indexes(output, item_seq_len - 1)
     output = encoder.forward(item_seq, item_seq_len)
@@ -64,7 +69,7 @@ def recommendation_loss(encoder, user, interaction):
     ``user @ item_embedding.T``; reusing ``user`` saves a second forward pass (and its dropout). Other
     losses (BPR with sampled negatives, BERT4Rec's masked items) go through ``calculate_loss``.
     """
-    if getattr(encoder, "loss_type", None) == "CE" and not hasattr(encoder, "reconstruct_test_data"):
+    if getattr(encoder, "loss_type", None) == "CE" and not _appends_mask_token(encoder):
         logits = user @ encoder.item_embedding.weight.T
         return encoder.loss_fct(logits, interaction[encoder.POS_ITEM_ID])
     return encoder.calculate_loss(interaction)
