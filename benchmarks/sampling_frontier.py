@@ -1,0 +1,237 @@
+"""Where a sampling generator can land on TargetSim and FD: GenRec against a perfect sampler of a recommender.
+
+    python benchmarks/sampling_frontier.py --recommender saved/SASRec-....pth --genrec saved/GenRec-....pth \
+        --seeds 5 --out docs/sampling_frontier_ml-100k.md --plot docs/img/sampling_frontier_ml-100k.png
+
+The supervised stage trains GenRec to *sample* the image of the next item from p(item | user). This
+script asks what the best such sampler could score. A "perfect sampler" shows each test user a
+catalog item drawn from the recommender's own predicted distribution softmax(scores / T): it is a
+generator that reproduces a trained recommender's beliefs exactly, with perfect images. Sweeping T
+traces the TargetSim-FD frontier such samplers reach. Next to it: the recommender's top-1 (T -> 0),
+PopItem, the catalog item nearest the mean of the recommender's top-10 (a real image chosen for being
+central, not sampled), the expected embedding softmax(scores) @ catalog (not an image: the point a
+similarity-maximising, e.g. RL-tuned, generator aims at), and GenRec under several sampling settings.
+
+All points are scored by the real evaluation path (RecBole's evaluate loop, GenerativeCollector, the
+generative metrics, the cached item encoder) on the test split; sampled points are averaged over
+``--seeds`` seeds. Both checkpoints must come from the same dataset and seed (same split, same encoder).
+"""
+
+import argparse
+import math
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
+
+from recbole_gen.quick_start import load_data_and_model
+from recbole_gen.utils import get_trainer
+
+SHOWN = ["targetsim", "personallift", "personallift_ci95_low", "personallift_ci95_high", "fd"]
+FD_TOLERANCE = 1.5  # the GenRec issue's target: FD within 1.5x the tokenizer ceiling's
+
+
+def catalog_units(trainer):
+    return F.normalize(trainer.eval_collector.data_struct.get("gen.catalog").float(), dim=-1)
+
+
+def sampled(units, temperature, generator):
+    def policy(scores):
+        draws = torch.multinomial((scores / temperature).softmax(dim=-1).cpu(), 1, generator=generator).squeeze(1)
+        return units[draws]
+    return policy
+
+
+def nearest_to_topk_mean(units, k):
+    def policy(scores):
+        centre = units[scores.topk(k, dim=1).indices.cpu()].mean(dim=1)
+        return units[(F.normalize(centre, dim=-1) @ units[1:].T).argmax(dim=1) + 1]
+    return policy
+
+
+def expected_embedding(units):
+    return lambda scores: scores.softmax(dim=-1).cpu() @ units
+
+
+def popular(units, popularity):
+    return lambda scores: units[popularity.argmax()].expand(len(scores), -1)
+
+
+def summarise(name, kind, results, label):
+    """Mean (and sd) over ``results`` of the SHOWN metrics; ``label`` is the point's name in the plot."""
+    row = {"name": name, "kind": kind, "label": label, "n": len(results)}
+    for key in SHOWN:
+        values = [float(result[key]) for result in results]
+        row[key] = statistics.mean(values)
+        row[key + "_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    print(f"{name}: " + ", ".join(f"{key} {row[key]:.4f}" for key in SHOWN), flush=True)
+    return row
+
+
+def recommender_points(checkpoint, temperatures, seeds):
+    config, model, dataset, train_data, _, test_data = load_data_and_model(checkpoint)
+    config["gallery_users"] = 0
+    trainer = shown_policy_trainer(config, model, dataset)
+    model.eval()
+    units = catalog_units(trainer)
+    popularity = torch.bincount(train_data._dataset.inter_feat[config["ITEM_ID_FIELD"]], minlength=len(units))
+    popularity[0] = 0
+    name = config["model"]
+
+    def run(policy):
+        trainer.policy = policy
+        return trainer.evaluate(test_data, load_best_model=False)
+
+    rows = [summarise("PopItem", "reference", [run(popular(units, popularity))], "PopItem"),
+            summarise(f"{name} top-1 (T -> 0)", "recommender", [run(None)], f"{name} top-1")]
+    for temperature in temperatures:
+        results = [run(sampled(units, temperature, torch.Generator().manual_seed(seed))) for seed in range(seeds)]
+        rows.append(summarise(f"perfect sampler of {name}, T={temperature:g}", "sampler", results, f"T={temperature:g}"))
+    rows.append(summarise(f"catalog item nearest the mean of {name}'s top-10", "central", [run(nearest_to_topk_mean(units, 10))],
+                           "item nearest top-10 mean"))
+    rows.append(summarise(f"expected embedding under {name} (not an image)", "expected", [run(expected_embedding(units))],
+                           "expected embedding (no image)"))
+    return rows, config
+
+
+def shown_policy_trainer(config, model, dataset):
+    """The model's trainer, made to show each user ``trainer.policy(scores)`` (embeddings) instead of its top-1."""
+    base = type(get_trainer(config["MODEL_TYPE"], config["model"])(config, model))
+
+    def _full_sort_batch_eval(self, batched_data):
+        interaction, scores, positive_u, positive_i = base._full_sort_batch_eval(self, batched_data)
+        if self.policy is not None:
+            self.eval_collector.set_shown(self.policy(scores.float()))
+        return interaction, scores, positive_u, positive_i
+
+    trainer = type("ShownPolicyTrainer", (base,), {"_full_sort_batch_eval": _full_sort_batch_eval, "policy": None})(config, model)
+    trainer.prepare_catalog(dataset)
+    return trainer
+
+
+def genrec_points(checkpoint, settings, seeds):
+    config, model, _, _, _, test_data = load_data_and_model(checkpoint)
+    if config["model"] != "GenRec":
+        raise SystemExit(f"--genrec {checkpoint} holds a {config['model']} model, not GenRec")
+    config["gallery_users"] = 0
+    trainer = get_trainer(config["MODEL_TYPE"], "GenRec")(config, model)
+    model.eval()
+    rows, ceiling_fd = [], None
+    for temperature, guidance in settings:
+        model.generation_config.update(temperature=temperature, guidance_scale=guidance)
+        results = []
+        for seed in range(config["seed"], config["seed"] + seeds):
+            model.eval_seed = seed
+            results.append(trainer.evaluate(test_data, load_best_model=False))
+        ceiling_fd = float(trainer.ceiling_result["fd"])
+        rows.append(summarise(f"GenRec, T={temperature:g}, guidance {guidance:g}", "genrec", results,
+                              f"GenRec T={temperature:g} g={guidance:g}"))
+    return rows, ceiling_fd
+
+
+def plot(rows, targetsim_bar, fd_bar, path, size=(880, 540)):
+    """TargetSim (y) against FD (x, log scale) for every point; the target region shaded."""
+    margin_left, margin_bottom, margin_top, margin_right = 70, 50, 30, 20
+    width, height = size
+    points = [(row["fd"], row["targetsim"]) for row in rows]
+    xs = [math.log10(max(fd, 1e-4)) for fd, _ in points] + [math.log10(fd_bar)]
+    x_lo, x_hi = min(xs) - 0.15, max(xs) + 0.15
+    ys = [ts for _, ts in points] + [targetsim_bar, 0.0]
+    y_lo, y_hi = min(ys) - 0.01, max(ys) + 0.01
+
+    def to_px(fd, ts):
+        x = margin_left + (math.log10(max(fd, 1e-4)) - x_lo) / (x_hi - x_lo) * (width - margin_left - margin_right)
+        y = height - margin_bottom - (ts - y_lo) / (y_hi - y_lo) * (height - margin_top - margin_bottom)
+        return x, y
+
+    image = Image.new("RGB", size, (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default()
+    x0, y0 = to_px(10 ** x_lo, targetsim_bar)
+    x1, _ = to_px(fd_bar, targetsim_bar)
+    draw.rectangle([x0, margin_top, x1, y0], fill=(220, 245, 220))
+    draw.text((x0 + 4, margin_top + 4), "targets: TargetSim above every row,\nFD within 1.5x the ceiling", fill=(40, 120, 40), font=font)
+    draw.line([margin_left, height - margin_bottom, width - margin_right, height - margin_bottom], fill=(0, 0, 0))
+    draw.line([margin_left, margin_top, margin_left, height - margin_bottom], fill=(0, 0, 0))
+    for exponent in range(math.ceil(x_lo), math.floor(x_hi) + 1):
+        for mantissa in (1, 2, 5):
+            value = mantissa * 10 ** exponent
+            if x_lo <= math.log10(value) <= x_hi:
+                x, _ = to_px(value, y_lo)
+                draw.line([x, height - margin_bottom, x, height - margin_bottom + 4], fill=(0, 0, 0))
+                draw.text((x - 12, height - margin_bottom + 6), f"{value:g}", fill=(0, 0, 0), font=font)
+    tick = 0.02
+    value = math.ceil(y_lo / tick) * tick
+    while value <= y_hi:
+        _, y = to_px(10 ** x_lo, value)
+        draw.line([margin_left - 4, y, margin_left, y], fill=(0, 0, 0))
+        draw.text((margin_left - 40, y - 6), f"{value:.2f}", fill=(0, 0, 0), font=font)
+        value += tick
+    draw.text((width // 2 - 90, height - 20), "FD to the catalog (log scale; lower is better)", fill=(0, 0, 0), font=font)
+    draw.text((4, margin_top - 20), "TargetSim (higher is better)", fill=(0, 0, 0), font=font)
+    colours = {"reference": (120, 120, 120), "recommender": (30, 90, 200), "sampler": (30, 90, 200),
+               "central": (200, 120, 0), "expected": (200, 120, 0), "genrec": (200, 30, 30)}
+    sampler_name = next(row["label"] for row in rows if row["kind"] == "recommender").replace(" top-1", "")
+    sampler = [to_px(row["fd"], row["targetsim"]) for row in rows if row["kind"] in ("sampler", "recommender")]
+    sampler.sort()
+    if len(sampler) > 1:
+        draw.line(sampler, fill=colours["sampler"], width=1)
+    draw.text((width - 330, height - margin_bottom - 40), f"blue: a perfect sampler of {sampler_name}'s beliefs, by T", fill=colours["sampler"], font=font)
+    genrec_index = 0
+    for row in rows:
+        x, y = to_px(row["fd"], row["targetsim"])
+        colour = colours[row["kind"]]
+        draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour)
+        label = row["label"]
+        if row["kind"] == "genrec":  # GenRec's points lie close together: numbered, named in a legend
+            genrec_index += 1
+            draw.text((width - 330, height - margin_bottom - 40 - 14 * genrec_index), f"{genrec_index}: {label}", fill=colour, font=font)
+            label = str(genrec_index)
+        draw.text((x + 6, y - 6), label, fill=colour, font=font)
+    image.save(path)
+
+
+def markdown(rows, targetsim_bar, fd_bar, ceiling_fd, command):
+    lines = [f"Command: `{command}`", "", f"Date: {time.strftime('%Y-%m-%d')}. Test split. Sampled rows are means over seeds (sd in brackets); their PersonalLift interval is the mean of each seed's 95% bootstrap bounds.", "",
+             f"Targets of the GenRec issue: TargetSim above {targetsim_bar:.4f} (the best of PopItem and the recommender's top-1 here), "
+             f"FD at most {fd_bar:.4f} (1.5x the tokenizer ceiling's {ceiling_fd:.4f}).", "",
+             "| shown item | seeds | TargetSim | PersonalLift [95% interval] | FD | both targets |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        both = "yes" if row["targetsim"] > targetsim_bar and row["fd"] <= fd_bar else "no"
+        sd = lambda key: f" ({row[key + '_sd']:.4f})" if row["n"] > 1 else ""
+        lines.append(f"| {row['name']} | {row['n']} | {row['targetsim']:.4f}{sd('targetsim')} | {row['personallift']:.4f} "
+                     f"[{row['personallift_ci95_low']:.4f}, {row['personallift_ci95_high']:.4f}] | {row['fd']:.4f}{sd('fd')} | {both} |")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recommender", required=True, help="a run_recbole_gen checkpoint of a ranking model (e.g. SASRec)")
+    parser.add_argument("--genrec", required=True, help="a GenRec checkpoint trained on the same dataset and seed")
+    parser.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 0.5, 0.3, 0.2, 0.1])
+    parser.add_argument("--genrec_settings", nargs="+", default=["1:1", "0.5:1", "0.5:3"], metavar="T:GUIDANCE")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--out", default=None, help="markdown file to write (default: print)")
+    parser.add_argument("--plot", default=None, help="PNG of the frontier")
+    args = parser.parse_args()
+    settings = [tuple(float(part) for part in setting.split(":")) for setting in args.genrec_settings]
+
+    rows, _ = recommender_points(args.recommender, args.temperatures, args.seeds)
+    genrec_rows, ceiling_fd = genrec_points(args.genrec, settings, args.seeds)
+    rows += genrec_rows
+    targetsim_bar = max(row["targetsim"] for row in rows if row["kind"] in ("reference", "recommender"))
+    fd_bar = FD_TOLERANCE * ceiling_fd
+    text = markdown(rows, targetsim_bar, fd_bar, ceiling_fd, "python " + " ".join(sys.argv))
+    if args.out:
+        with open(args.out, "w") as file:
+            file.write(text)
+    print(text)
+    if args.plot:
+        plot(rows, targetsim_bar, fd_bar, args.plot)
+
+
+if __name__ == "__main__":
+    main()
