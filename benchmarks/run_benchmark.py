@@ -182,13 +182,19 @@ def generator_summary(results, name):
     return lines
 
 
+def valid_metrics(results):
+    """'ndcg@10' when every model selects its checkpoint by it, else 'ndcg@10; GenRec: fd'."""
+    common = results[0]["valid_metric"] if results else "-"
+    others = [f"{r['model']}: {r['valid_metric']}" for r in results if r["valid_metric"] != common]
+    return "; ".join([common] + others)
+
+
 def markdown(results, args, command):
     content = parse_content(args.content)
     lines = [f"# Benchmark: {args.dataset}", "", f"Command: `{command}`", "",
              f"Machine: {machine_description()}. Date: {time.strftime('%Y-%m-%d')}.", "",
              f"Budget: {args.epochs} training epochs per model (early stopping off), seed {args.seed}, "
-             "test = each model's best-validation checkpoint (valid metric "
-             f"{results[0]['valid_metric'] if results else '-'}). Item encoder: eval_encoder="
+             f"test = each model's best-validation checkpoint (valid metric: {valid_metrics(results)}). Item encoder: eval_encoder="
              f"{json.dumps(dict(pair.split('=', 1) for pair in args.set)).strip('{}') or 'fit (default)'}; "
              "each content setting has its own encoder, fitted on that setting's catalog images.", ""]
     columns = RANKING_METRICS + CONTENT_METRICS + ["personallift_ci95_low", "personallift_ci95_high"]
