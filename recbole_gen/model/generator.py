@@ -21,7 +21,6 @@ new to it, stay trainable).
 import logging
 import os
 
-import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
