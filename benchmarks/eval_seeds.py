@@ -16,6 +16,31 @@ from recbole_gen.utils import get_trainer
 SHOWN = ["targetsim", "personallift", "fd", "ndcg@10"]
 
 
+def load_genrec(checkpoint, flag="--checkpoint"):
+    """``(config, model, trainer, valid_data, test_data)`` of a GenRec checkpoint, ready to re-score (no gallery)."""
+    config, model, _, _, valid_data, test_data = load_data_and_model(checkpoint)
+    if config["model"] != "GenRec":
+        raise SystemExit(f"{flag} {checkpoint} holds a {config['model']} model; this script scores GenRec")
+    config["gallery_users"] = 0
+    trainer = get_trainer(config["MODEL_TYPE"], "GenRec")(config, model)
+    model.eval()
+    return config, model, trainer, valid_data, test_data
+
+
+def score_seeds(trainer, model, data, seeds):
+    """The trainer's evaluation of ``data`` once per sampling seed in ``seeds``."""
+    results = []
+    for seed in seeds:
+        model.eval_seed = seed
+        results.append(trainer.evaluate(data, load_best_model=False))
+    return results
+
+
+def mean_sd(values):
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="a GenRec checkpoint written by run_recbole_gen")
@@ -24,27 +49,16 @@ def main():
     parser.add_argument("--guidance_scales", type=float, nargs="+", default=[3.0, 1.0, 0.0])
     args = parser.parse_args()
 
-    config, model, _, _, valid_data, test_data = load_data_and_model(args.checkpoint)
-    if config["model"] != "GenRec":
-        raise SystemExit(f"--checkpoint {args.checkpoint} holds a {config['model']} model; this script scores GenRec")
-    config["gallery_users"] = 0
+    config, model, trainer, valid_data, test_data = load_genrec(args.checkpoint)
     data = valid_data if args.split == "valid" else test_data
-    trainer = get_trainer(config["MODEL_TYPE"], "GenRec")(config, model)
-    model.eval()
-    first_seed = config["seed"]
-    print(f"{args.split} split, {args.seeds} sampling seeds ({first_seed}..{first_seed + args.seeds - 1}), temperature {model.generation_config.temperature}, top-k {model.generation_config.top_k}")
+    seeds = range(config["seed"], config["seed"] + args.seeds)
+    print(f"{args.split} split, {args.seeds} sampling seeds ({seeds[0]}..{seeds[-1]}), temperature {model.generation_config.temperature}, top-k {model.generation_config.top_k}")
     print("| guidance | " + " | ".join(f"{key} mean (sd)" for key in SHOWN) + " | per seed targetsim |")
     print("|---|" + "---|" * (len(SHOWN) + 1))
     for scale in args.guidance_scales:
         model.generation_config.update(guidance_scale=scale)
-        results = []
-        for seed in range(first_seed, first_seed + args.seeds):
-            model.eval_seed = seed
-            results.append(trainer.evaluate(data, load_best_model=False))
-        cells = []
-        for key in SHOWN:
-            values = [float(result[key]) for result in results]
-            cells.append(f"{statistics.mean(values):.4f} ({statistics.stdev(values) if len(values) > 1 else 0:.4f})")
+        results = score_seeds(trainer, model, data, seeds)
+        cells = ["%.4f (%.4f)" % mean_sd([float(result[key]) for result in results]) for key in SHOWN]
         per_seed = ", ".join(f"{float(result['targetsim']):.4f}" for result in results)
         print(f"| {scale:g} | " + " | ".join(cells) + f" | {per_seed} |", flush=True)
 

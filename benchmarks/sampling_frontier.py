@@ -19,7 +19,6 @@ generative metrics, the cached item encoder) on the test split; sampled points a
 
 import argparse
 import math
-import statistics
 import sys
 import time
 
@@ -27,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
+from eval_seeds import load_genrec, mean_sd, score_seeds  # this folder's seed-spread script
+from recbole_gen.model.sequential_recommender.popitem import PopItem
 from recbole_gen.quick_start import load_data_and_model
 from recbole_gen.utils import get_trainer
 
@@ -64,9 +65,7 @@ def summarise(name, kind, results, label):
     """Mean (and sd) over ``results`` of the SHOWN metrics; ``label`` is the point's name in the plot."""
     row = {"name": name, "kind": kind, "label": label, "n": len(results)}
     for key in SHOWN:
-        values = [float(result[key]) for result in results]
-        row[key] = statistics.mean(values)
-        row[key + "_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        row[key], row[key + "_sd"] = mean_sd([float(result[key]) for result in results])
     print(f"{name}: " + ", ".join(f"{key} {row[key]:.4f}" for key in SHOWN), flush=True)
     return row
 
@@ -77,8 +76,7 @@ def recommender_points(checkpoint, temperatures, seeds):
     trainer = shown_policy_trainer(config, model, dataset)
     model.eval()
     units = catalog_units(trainer)
-    popularity = torch.bincount(train_data._dataset.inter_feat[config["ITEM_ID_FIELD"]], minlength=len(units))
-    popularity[0] = 0
+    popularity = PopItem(config, train_data._dataset).item_popularity
     name = config["model"]
 
     def run(policy):
@@ -94,7 +92,7 @@ def recommender_points(checkpoint, temperatures, seeds):
                            "item nearest top-10 mean"))
     rows.append(summarise(f"expected embedding under {name} (not an image)", "expected", [run(expected_embedding(units))],
                            "expected embedding (no image)"))
-    return rows, config
+    return rows
 
 
 def shown_policy_trainer(config, model, dataset):
@@ -113,19 +111,11 @@ def shown_policy_trainer(config, model, dataset):
 
 
 def genrec_points(checkpoint, settings, seeds):
-    config, model, _, _, _, test_data = load_data_and_model(checkpoint)
-    if config["model"] != "GenRec":
-        raise SystemExit(f"--genrec {checkpoint} holds a {config['model']} model, not GenRec")
-    config["gallery_users"] = 0
-    trainer = get_trainer(config["MODEL_TYPE"], "GenRec")(config, model)
-    model.eval()
+    config, model, trainer, _, test_data = load_genrec(checkpoint, flag="--genrec")
     rows, ceiling_fd = [], None
     for temperature, guidance in settings:
         model.generation_config.update(temperature=temperature, guidance_scale=guidance)
-        results = []
-        for seed in range(config["seed"], config["seed"] + seeds):
-            model.eval_seed = seed
-            results.append(trainer.evaluate(test_data, load_best_model=False))
+        results = score_seeds(trainer, model, test_data, range(config["seed"], config["seed"] + seeds))
         ceiling_fd = float(trainer.ceiling_result["fd"])
         rows.append(summarise(f"GenRec, T={temperature:g}, guidance {guidance:g}", "genrec", results,
                               f"GenRec T={temperature:g} g={guidance:g}"))
@@ -219,7 +209,7 @@ def main():
     args = parser.parse_args()
     settings = [tuple(float(part) for part in setting.split(":")) for setting in args.genrec_settings]
 
-    rows, _ = recommender_points(args.recommender, args.temperatures, args.seeds)
+    rows = recommender_points(args.recommender, args.temperatures, args.seeds)
     genrec_rows, ceiling_fd = genrec_points(args.genrec, settings, args.seeds)
     rows += genrec_rows
     targetsim_bar = max(row["targetsim"] for row in rows if row["kind"] in ("reference", "recommender"))
