@@ -1,9 +1,11 @@
 """Train and evaluate a model with recbole_gen: python run_recbole_gen.py --model=SASRec --dataset=ml-100k
 
 Any other --key=value is a RecBole/recbole_gen setting (e.g. --epochs=5 --image_dir=path/to/images).
+--resume=PATH continues an interrupted run from its checkpoint (saved/MODEL-DATE.pth).
 """
 
 import argparse
+import sys
 
 from recbole_gen.quick_start import run_recbole_gen
 
@@ -12,6 +14,11 @@ if __name__ == "__main__":
     parser.add_argument("--model", "-m", type=str, default="SASRec", help="model name (RecBole or recbole_gen)")
     parser.add_argument("--dataset", "-d", type=str, default="ml-100k", help="dataset name")
     parser.add_argument("--config_files", type=str, default=None, help="space-separated config files")
+    parser.add_argument("--resume", type=str, default=None, help="checkpoint of an interrupted run to continue")
     args, _ = parser.parse_known_args()
+    # RecBole's Config reads the remaining --key=value arguments from sys.argv; --resume is not a setting.
+    if args.resume:
+        sys.argv = [arg for i, arg in enumerate(sys.argv)
+                    if not arg.startswith("--resume") and not (arg == args.resume and sys.argv[i - 1] == "--resume")]
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
-    run_recbole_gen(model=args.model, dataset=args.dataset, config_file_list=config_file_list)
+    run_recbole_gen(model=args.model, dataset=args.dataset, config_file_list=config_file_list, resume=args.resume)

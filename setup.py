@@ -21,6 +21,9 @@ setup(
         "numpy<2",
         # recbole 1.2.1's atomic-file loader breaks on pandas 3.
         "pandas<3",
+        # recbole 1.2.1's graph models (LightGCN, NGCF, ...) call dok_matrix._update, removed in scipy 1.13
+        # (RUCAIBox/RecBole#2034).
+        "scipy<1.13",
         # recbole 1.2.1 requires ray 2.6.3, whose import (via recbole.quick_start) needs pkg_resources,
         # dropped from setuptools 81. recbole_gen itself never imports ray.
         "setuptools<81",

@@ -3,36 +3,61 @@
 - Checkpoints (RUCAIBox/RecBole#2212): RecBole pickles its whole ``Config`` into each checkpoint and
   reads checkpoints with a bare ``torch.load``. With torch >= 2.6 that load fails (``weights_only``
   defaults to True); with older torch it would unpickle arbitrary objects. We write checkpoints that
-  hold only tensors and plain values (the config as a JSON string) and read them with
-  ``weights_only=True`` on every torch version.
+  hold only tensors and plain values (the config as a JSON string: the user's settings and the final,
+  typed config), atomically, and read them with ``weights_only=True`` on every torch version.
+- ``Config`` calls ``eval()`` on string values (``_convert_config_dict``), reads YAML with
+  ``yaml.FullLoader`` and always reads ``sys.argv``: recbole_gen's ``Config`` overrides all three
+  (see config.py), so no config, file or checkpoint string is ever evaluated.
+- ``KD_DAGFM`` builds its teacher with ``eval(config["teacher"])``: :func:`check_evaluated_keys` lets
+  only a bare model name through.
 - Collector (RUCAIBox/RecBole#2131, #2191): ``Collector.get_data_struct`` calls ``.cpu()`` on every
   collected value, which crashes on the int/Counter that ``data.num_items`` / ``data.count_items`` hold.
 - Not patched, pinned instead (setup.py): numpy < 2 (Config assigns ``np.float_``), pandas < 3 (the
-  atomic-file loader), setuptools < 81 (ray 2.6.3, imported by ``recbole.quick_start``).
+  atomic-file loader), scipy < 1.13 (graph models call ``dok_matrix._update``, RUCAIBox/RecBole#2034),
+  setuptools < 81 (ray 2.6.3, imported by ``recbole.quick_start``).
 """
 
 import copy
 import json
+import re
 
 import numpy as np
 import torch
 
+from recbole_gen.fitting import atomic_file
+
 CONFIG_KEY = "config"
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def json_safe(value):
+    """``value`` with numpy scalars as Python numbers and tuples as lists; None where it holds anything
+    JSON cannot carry (enums, devices: RecBole derives those again)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        items = [json_safe(item) for item in value]
+        return None if any(item is None and original is not None for item, original in zip(items, value)) else items
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        items = {key: json_safe(item) for key, item in value.items()}
+        return None if any(items[key] is None and value[key] is not None for key in value) else items
+    return None
 
 
 def checkpoint_config(config):
-    """The part of a RecBole ``Config`` needed to rebuild it, as a JSON string.
-
-    Rebuilding from the external (user-given) settings reproduces the final config, since everything
-    else is derived from the model's, dataset's and plugin's YAML files.
-    """
-    settings = {"model": config["model"], "dataset": config["dataset"], "config_dict": config.external_config_dict}
-    try:
-        return json.dumps(settings, sort_keys=True)
-    except TypeError as err:
+    """What rebuilds a RecBole ``Config`` (see ``Config.from_checkpoint``), as a JSON string: the model,
+    the dataset, the user's settings (``external``) and every plain value of the final config (``final``)."""
+    external = {key: json_safe(value) for key, value in config.external_config_dict.items()}
+    dropped = [key for key, value in external.items() if value is None and config.external_config_dict[key] is not None]
+    if dropped:
         raise TypeError(
-            f"config values must be plain YAML types (str, int, float, bool, list, dict) to be saved in a checkpoint: {err}"
-        ) from err
+            f"config keys {dropped} hold values that are not plain YAML types (str, int, float, bool, list, dict) "
+            "and cannot be saved in a checkpoint"
+        )
+    final = {key: safe for key, value in config.final_config_dict.items() if (safe := json_safe(value)) is not None or value is None}
+    return json.dumps({"model": config["model"], "dataset": config["dataset"], "external": external, "final": final}, sort_keys=True)
 
 
 def _plain(value):
@@ -45,14 +70,21 @@ def _plain(value):
 
 
 def save_checkpoint(path, state):
-    """``torch.save`` a RecBole trainer state whose ``config`` is a ``Config`` object, safely loadable."""
+    """``torch.save`` a RecBole trainer state whose ``config`` is a ``Config`` object, safely loadable,
+    through a temporary file renamed into place (an interrupted save leaves the old file intact)."""
     state = _plain(dict(state))
     state[CONFIG_KEY] = checkpoint_config(state[CONFIG_KEY])
-    torch.save(state, path)
+    with atomic_file(path) as staging:
+        torch.save(state, staging)
 
 
 def load_checkpoint(path, map_location="cpu"):
-    """Read a checkpoint written by :func:`save_checkpoint`; never unpickles arbitrary objects."""
+    """Read a checkpoint written by :func:`save_checkpoint`; never unpickles arbitrary objects.
+
+    The ``config`` entry comes back as a dict (model, dataset, external, final). Checkpoints of earlier
+    recbole_gen versions (only the user's settings, as ``config_dict``) read as ``external`` with an
+    empty ``final``.
+    """
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
@@ -62,8 +94,25 @@ def load_checkpoint(path, map_location="cpu"):
             f"{path} is not a recbole_gen checkpoint that loads without unpickling code "
             f"(checkpoints written by plain RecBole pickle their Config; re-train with recbole_gen): {err}"
         ) from err
-    checkpoint[CONFIG_KEY] = json.loads(checkpoint[CONFIG_KEY])
+    try:
+        saved = json.loads(checkpoint[CONFIG_KEY])
+        if "config_dict" in saved:
+            saved = {"model": saved["model"], "dataset": saved["dataset"], "external": saved["config_dict"], "final": {}}
+        if not (isinstance(saved["model"], str) and isinstance(saved["dataset"], str) and isinstance(saved["external"], dict)
+                and isinstance(saved["final"], dict)):
+            raise TypeError("model and dataset must be strings, external and final dicts")
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: its '{CONFIG_KEY}' entry is not a recbole_gen checkpoint config: {err}") from None
+    checkpoint[CONFIG_KEY] = saved
     return checkpoint
+
+
+def check_evaluated_keys(config):
+    """Refuse values RecBole 1.2.1 would pass to ``eval()`` unless they are a bare name."""
+    if config["model"] == "KD_DAGFM" and "teacher" in config:
+        teacher = config["teacher"]
+        if not (isinstance(teacher, str) and _IDENTIFIER.fullmatch(teacher)):
+            raise ValueError(f"config key 'teacher' must be a model class name (RecBole evaluates it), got {teacher!r}")
 
 
 def data_struct_to_cpu(data_struct):

@@ -5,6 +5,10 @@
 Each user is conditioned on their history up to their held-out test item (as in the test split), so
 the gallery can show the ground truth beside the samples. Writes ``OUT/user_<token>/sample_<k>.png``,
 ``OUT/gallery.png`` and ``OUT/manifest.json`` (history, ground truth and files per user).
+
+The checkpoint is all it needs (with the dataset's files): the tokenizer and the catalog's codes come
+from it, nothing is fitted, and where the item images are not on this machine the gallery shows the
+catalog items decoded from their codes (captioned "decoded").
 """
 
 import argparse
@@ -13,7 +17,7 @@ import os
 
 import torch
 
-from recbole_gen.data.item_content import ItemContent
+from recbole_gen.data.item_content import item_content, item_texts
 from recbole_gen.evaluator.gallery import gallery_image, to_pil
 from recbole_gen.model.sequential_recommender.genrec import GenRec
 from recbole_gen.quick_start import load_data_and_model
@@ -36,6 +40,17 @@ def test_rows(dataset, test_dataset, user_field, user_tokens):
     return torch.tensor(rows)
 
 
+def catalog_images(config, dataset, model):
+    """``(item_images(ids), texts)`` for galleries: the item images if this machine has them, else the items'
+    codes decoded by the checkpoint's tokenizer."""
+    image_dir = config["image_dir"]
+    if image_dir is None or os.path.isdir(image_dir):
+        content = item_content(config, dataset)
+        return (lambda ids: content.images[ids]), content.texts
+    texts = [f"{text} (decoded)" if text else text for text in item_texts(config, dataset)]
+    return (lambda ids: model.tokenizer.decode(model.item_codes[ids.to(model.item_codes.device)])), texts
+
+
 def generate(checkpoint, users, samples=4, out="generated", seed=2020, guidance_scale=None, temperature=None, top_k=None):
     config, model, dataset, _, _, test_data = load_data_and_model(checkpoint)
     if not isinstance(model, GenRec):
@@ -50,7 +65,6 @@ def generate(checkpoint, users, samples=4, out="generated", seed=2020, guidance_
     generation = model.generate(interaction, num_samples=samples, generation_config=generation_config, seed=seed)
 
     os.makedirs(out, exist_ok=True)
-    content = ItemContent(config, dataset)
     manifest = []
     for row, token in enumerate(users):
         folder = os.path.join(out, f"user_{token}")
@@ -69,7 +83,8 @@ def generate(checkpoint, users, samples=4, out="generated", seed=2020, guidance_
             "ground_truth": str(dataset.id2token(item_field, interaction[item_field][row].cpu().item())),
             "samples": files,
         })
-    gallery = gallery_image(model, interaction, generation.images, content, users, config["gallery_history"])
+    images, texts = catalog_images(config, dataset, model)
+    gallery = gallery_image(model, interaction, generation.images, images, texts, users, config["gallery_history"])
     gallery.save(os.path.join(out, "gallery.png"))
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump({"checkpoint": checkpoint, "seed": seed, "generation_config": generation_config.to_dict(), "users": manifest}, f, indent=2)

@@ -9,6 +9,7 @@ from recbole.utils import get_environment, init_logger, init_seed, set_color
 
 from recbole_gen.compat import load_checkpoint
 from recbole_gen.config import Config
+from recbole_gen.data.item_content import forget_item_content
 from recbole_gen.utils import get_model, get_trainer
 
 
@@ -18,12 +19,28 @@ def format_result(result):
     return "\n".join(f"  {name:<{width}}  {value:.4f}" for name, value in result.items())
 
 
-def _train_and_test(config, train_data, valid_data, test_data, saved, verbose=True):
+def build_model(config, dataset, checkpoint=None):
+    """The model ``config`` names, on ``config["device"]``. With a ``checkpoint`` (as ``load_checkpoint``
+    returns it), the model is built to receive its weights (a model class may define
+    ``from_checkpoint(config, dataset, checkpoint)`` to skip fitting and pretrained loads) and loaded."""
+    model_class = get_model(config["model"])
+    if checkpoint is None:
+        return model_class(config, dataset).to(config["device"])
+    from_checkpoint = getattr(model_class, "from_checkpoint", None)
+    model = from_checkpoint(config, dataset, checkpoint) if from_checkpoint else model_class(config, dataset)
+    model.load_state_dict(checkpoint["state_dict"])
+    model.load_other_parameter(checkpoint.get("other_parameter"))
+    return model.to(config["device"])
+
+
+def _train_and_test(config, train_data, valid_data, test_data, saved, verbose=True, resume=None):
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model = build_model(config, train_data._dataset)
     logger = getLogger()
     logger.info(model)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    if resume:
+        trainer.resume_checkpoint(resume)
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, verbose=verbose, saved=saved, show_progress=config["show_progress"]
     )
@@ -37,12 +54,15 @@ def _train_and_test(config, train_data, valid_data, test_data, saved, verbose=Tr
     }
 
 
-def run_recbole_gen(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
+def run_recbole_gen(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, resume=None):
     """Train ``model`` on ``dataset`` and test it, as ``recbole.quick_start.run_recbole`` does.
 
+    ``resume``: the checkpoint (or its ``-resume.pth`` state) of an interrupted run of the same settings;
+    training continues after its last validated epoch and ends as the uninterrupted run would.
     Returns a dict with ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``,
     ``test_result`` and the ``trainer`` (whose ``saved_model_file`` is the checkpoint).
     """
+    forget_item_content()
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
@@ -53,7 +73,7 @@ def run_recbole_gen(model=None, dataset=None, config_file_list=None, config_dict
     dataset = create_dataset(config)
     logger.info(dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
-    result = _train_and_test(config, train_data, valid_data, test_data, saved)
+    result = _train_and_test(config, train_data, valid_data, test_data, saved, resume=resume)
 
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
     logger.info(set_color("best valid ", "yellow") + f": {result['best_valid_result']}")
@@ -63,6 +83,7 @@ def run_recbole_gen(model=None, dataset=None, config_file_list=None, config_dict
 
 def objective_function(config_dict=None, config_file_list=None, saved=True):
     """The objective for hyper-parameter search (e.g. RecBole's HyperTuning): train, validate, test."""
+    forget_item_content()
     config = Config(config_dict=config_dict, config_file_list=config_file_list)
     init_seed(config["seed"], config["reproducibility"])
     logging.basicConfig(level=logging.ERROR)
@@ -73,20 +94,20 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
     return {"model": config["model"], **result}
 
 
-def load_data_and_model(model_file):
+def load_data_and_model(model_file, overrides=None):
     """Rebuild the config, dataset, dataloaders and trained model from a recbole_gen checkpoint.
 
-    Returns ``(config, model, dataset, train_data, valid_data, test_data)``, as RecBole's does.
+    Nothing in the checkpoint is evaluated and the command line is not read; ``overrides`` (a dict of
+    settings, e.g. ``{"use_gpu": False}``) win over the checkpoint's. Returns ``(config, model, dataset,
+    train_data, valid_data, test_data)``, as RecBole's does.
     """
+    forget_item_content()
     checkpoint = load_checkpoint(model_file)
-    saved = checkpoint["config"]
-    config = Config(model=saved["model"], dataset=saved["dataset"], config_dict=saved["config_dict"])
+    config = Config.from_checkpoint(checkpoint["config"], overrides)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     init_seed(config["seed"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    model.load_state_dict(checkpoint["state_dict"])
-    model.load_other_parameter(checkpoint.get("other_parameter"))
+    model = build_model(config, train_data._dataset, checkpoint)
     return config, model, dataset, train_data, valid_data, test_data

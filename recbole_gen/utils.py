@@ -4,7 +4,6 @@ import importlib
 import pkgutil
 
 import recbole.utils
-import torch
 
 PLUGIN_MODEL_PACKAGES = ("recbole_gen.model.sequential_recommender",)
 RECBOLE_MODEL_PACKAGES = tuple(
@@ -60,21 +59,3 @@ def get_trainer(model_type, model_name):
         trainer_class = recbole.utils.get_trainer(model_type, model_name)
     return with_generative_evaluation(trainer_class)
 
-
-def fit_minibatches(indices, batch_size, epochs, generator, step, desc, show_progress):
-    """Run ``step(batch)`` over shuffled mini-batches of ``indices`` for ``epochs`` epochs, with a progress bar.
-
-    ``step`` trains on one batch and returns its loss (a float), or None to skip the batch. Returns the
-    mean loss of each epoch.
-    """
-    from tqdm import tqdm
-
-    losses = []
-    progress = tqdm(range(epochs), desc=desc, ncols=100, disable=not show_progress)
-    for _ in progress:
-        order = indices[torch.randperm(len(indices), generator=generator)]
-        batch_losses = [step(order[start : start + batch_size]) for start in range(0, len(order), batch_size)]
-        batch_losses = [loss for loss in batch_losses if loss is not None]
-        losses.append(sum(batch_losses) / len(batch_losses))
-        progress.set_postfix(loss=f"{losses[-1]:.4f}")
-    return losses

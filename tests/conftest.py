@@ -23,7 +23,7 @@ def write_tiny_dataset(root, name="tiny", n_users=24, n_items=30, per_user=9, se
             start = rng.randrange(n_items)
             for step in range(per_user):
                 item = (start + step * len(GENRES)) % n_items + 1
-                f.write(f"u{user}\ti{item}\t4\t{user * 1000 + step}\n")
+                f.write(f"u{user}\ti{item}\t{3 + (user + step) % 3}\t{user * 1000 + step}\n")
     return folder
 
 
@@ -33,16 +33,14 @@ def tiny_dataset(tmp_path):
     return tmp_path
 
 
-@pytest.fixture
-def fast_config(tiny_dataset, monkeypatch):
-    """A config dict that trains and evaluates on the tiny dataset in seconds; files go to tmp."""
-    monkeypatch.chdir(tiny_dataset)
+def fast_config_dict(root):
+    """A config dict that trains and evaluates the tiny dataset under ``root`` in seconds; files go under ``root``."""
     return {
-        "data_path": str(tiny_dataset),
+        "data_path": str(root),
         "load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"]},
-        "checkpoint_dir": str(tiny_dataset / "saved"),
-        "content_cache_dir": str(tiny_dataset / "content_cache"),
-        "encoder_cache_dir": str(tiny_dataset / "encoder_cache"),
+        "checkpoint_dir": str(root / "saved"),
+        "content_cache_dir": str(root / "content_cache"),
+        "encoder_cache_dir": str(root / "encoder_cache"),
         "epochs": 2,
         "train_batch_size": 32,
         "eval_batch_size": 64,
@@ -61,11 +59,10 @@ def fast_config(tiny_dataset, monkeypatch):
     }
 
 
-@pytest.fixture
-def genrec_config(fast_config, tiny_dataset):
-    """fast_config with a tiny GenRec: 16 px images, a 16-code VQ tokenizer, a one-layer generator."""
+def genrec_config_dict(root):
+    """fast_config_dict with a tiny GenRec: 16 px images, a 16-code VQ tokenizer, a one-layer generator."""
     return {
-        **fast_config,
+        **fast_config_dict(root),
         "tokenizer_image_size": 16,
         "tokenizer_block_out_channels": [8, 16],
         "tokenizer_latent_channels": 4,
@@ -77,9 +74,21 @@ def genrec_config(fast_config, tiny_dataset):
         "gen_heads": 2,
         "n_cond_tokens": 2,
         "n_history_images": 2,
+        "eval_samples": 2,
         "gallery_users": 3,
         "gallery_samples": 2,
         "learning_rate": 0.01,
-        "tokenizer_cache_dir": str(tiny_dataset / "tokenizer_cache"),
-        "gallery_dir": str(tiny_dataset / "gallery"),
+        "tokenizer_cache_dir": str(root / "tokenizer_cache"),
+        "gallery_dir": str(root / "gallery"),
     }
+
+
+@pytest.fixture
+def fast_config(tiny_dataset, monkeypatch):
+    monkeypatch.chdir(tiny_dataset)
+    return fast_config_dict(tiny_dataset)
+
+
+@pytest.fixture
+def genrec_config(fast_config, tiny_dataset):
+    return genrec_config_dict(tiny_dataset)

@@ -10,7 +10,7 @@ import torch
 from recbole.evaluator.collector import DataStruct
 
 from recbole_gen.compat import data_struct_to_cpu, load_checkpoint, save_checkpoint
-from recbole_gen.config import Config
+from recbole_gen.config import MACHINE_KEYS, Config
 
 
 def test_data_struct_to_cpu_keeps_non_tensors():
@@ -30,9 +30,38 @@ def test_checkpoint_round_trip_rebuilds_config(fast_config, tmp_path):
     save_checkpoint(path, {"config": config, "state_dict": {"w": torch.arange(3.0)}, "best_valid_score": np.float64(0.5)})
     checkpoint = load_checkpoint(path)
     assert checkpoint["config"]["model"] == "SASRec"
-    assert checkpoint["config"]["config_dict"]["hidden_size"] == fast_config["hidden_size"]
+    assert checkpoint["config"]["external"]["hidden_size"] == fast_config["hidden_size"]
+    final = checkpoint["config"]["final"]
+    assert final["n_heads"] == config["n_heads"] and final["topk"] == [10]  # defaults too, typed
+    assert "device" not in final and "MODEL_TYPE" not in final  # derived again on load
     assert torch.equal(checkpoint["state_dict"]["w"], torch.arange(3.0))
     assert checkpoint["best_valid_score"] == 0.5
+    rebuilt = Config.from_checkpoint(checkpoint["config"])
+    assert {key: rebuilt[key] for key in final if key not in MACHINE_KEYS} == {key: value for key, value in final.items() if key not in MACHINE_KEYS}
+
+
+def test_an_interrupted_save_leaves_the_old_checkpoint(fast_config, tmp_path, monkeypatch):
+    config = Config(model="SASRec", dataset="tiny", config_dict=fast_config)
+    path = tmp_path / "checkpoints" / "model.pth"
+    save_checkpoint(path, {"config": config, "state_dict": {"w": torch.zeros(2)}})
+
+    def interrupted(state, file):
+        open(file, "wb").write(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, {"config": config, "state_dict": {"w": torch.ones(2)}})
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["state_dict"]["w"], torch.zeros(2))
+    assert os.listdir(path.parent) == ["model.pth"]  # no temporary file left behind
+
+
+def test_a_config_entry_that_is_not_a_config_is_named(tmp_path):
+    path = tmp_path / "odd.pth"
+    torch.save({"config": '{"model": 3}', "state_dict": {}}, path)
+    with pytest.raises(ValueError, match="not a recbole_gen checkpoint config"):
+        load_checkpoint(path)
 
 
 class _Payload:

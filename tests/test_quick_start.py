@@ -8,6 +8,7 @@ import torch
 
 from recbole_gen.config import Config
 from recbole_gen.quick_start import load_data_and_model, objective_function, run_recbole_gen
+from recbole_gen.trainer.trainer import GenerativeEvaluationMixin
 
 GENERATIVE = ["targetsim", "historysim", "personallift", "genrecall@10", "genndcg@10", "novelty", "diversity", "fd"]
 SHARED = {"metrics": ["Recall", "NDCG"], "topk": [10], "valid_metric": "NDCG@10", "train_neg_sample_args": None}
@@ -105,3 +106,81 @@ def test_wrong_type_in_yaml_file_names_key(fast_config, tmp_path):
 def test_valid_metric_must_be_computed(fast_config):
     with pytest.raises(ValueError, match=r"'valid_metric' = 'NDCG@10' is not computed"):
         run_recbole_gen(model="SASRec", dataset="tiny", config_dict={**fast_config, "metrics": ["Recall", "TargetSim"]})
+
+
+@pytest.mark.parametrize("model", ["BPR", "LightGCN"])
+def test_general_models_run_with_their_own_negative_sampling(fast_config, model):
+    config = Config(model=model, dataset="tiny", config_dict=fast_config)
+    assert config["train_neg_sample_args"]["distribution"] == "uniform"  # RecBole's default: BPR needs negatives
+    result = run_recbole_gen(model=model, dataset="tiny", config_dict={**fast_config, "epochs": 1})["test_result"]
+    assert "recall@10" in result
+    # their shown item is their top-1: the generative metrics apply, against all held-out items of a user
+    assert -1.0 <= result["targetsim"] <= 1.0 and result["historysim"] == result["historysim"]
+
+
+def test_general_model_numbers_equal_plain_recbole(fast_config):
+    from recbole.quick_start import run_recbole
+
+    config = {**fast_config, "metrics": ["Recall", "NDCG"], "valid_metric": "NDCG@10", "topk": [10]}
+    plain = run_recbole(model="BPR", dataset="tiny", config_dict=dict(config), saved=False)
+    ours = run_recbole_gen(model="BPR", dataset="tiny", config_dict=dict(config), saved=False)
+    assert ours["test_result"] == plain["test_result"]
+
+
+def test_context_aware_models_keep_recboles_labeled_evaluation(fast_config):
+    config = Config(model="FM", dataset="tiny", config_dict=fast_config)
+    assert config["metrics"] == ["AUC", "LogLoss"] and config["eval_args"]["mode"]["test"] == "labeled"
+    config_dict = {**fast_config, "epochs": 1, "threshold": {"rating": 4}, "load_col": {"inter": ["user_id", "item_id", "rating"]}}
+    result = run_recbole_gen(model="FM", dataset="tiny", config_dict=config_dict)["test_result"]
+    assert set(result) == {"auc", "logloss"}
+
+
+def test_sampled_ranking_evaluation_keeps_one_row_per_user(fast_config):
+    from recbole.data import create_dataset, data_preparation
+    from recbole.quick_start import run_recbole
+
+    uni100 = {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "uni100"}
+    config = {**fast_config, "eval_args": uni100, "metrics": ["Recall", "NDCG", "TargetSim", "HistorySim"], "valid_metric": "NDCG@10"}
+    result = run_recbole_gen(model="SASRec", dataset="tiny", config_dict=config)
+    assert result["test_result"]["historysim"] == result["test_result"]["historysim"]  # computed, not NaN
+    trainer = result["trainer"]
+    _, _, test_data = data_preparation(trainer.config, create_dataset(trainer.config))
+    batch = next(iter(test_data))
+    interaction, scores, _, _ = trainer._neg_sample_batch_eval(batch)
+    candidates, row_idx = batch[0], batch[1]
+    assert len(interaction) == len(scores) < len(candidates)  # one row per user, as the scores
+    for row in range(len(scores)):  # each row is its user's, with that user's history
+        assert interaction["user_id"][row] == candidates["user_id"][row_idx == row][0]
+        assert torch.equal(interaction["item_id_list"][row], candidates["item_id_list"][row_idx == row][0])
+    # and RecBole's numbers are plain RecBole's (which needs SASRec's CE loss told there are no negatives)
+    config.update(metrics=["Recall", "NDCG"], train_neg_sample_args=None)
+    plain = run_recbole(model="SASRec", dataset="tiny", config_dict=dict(config), saved=False)["test_result"]
+    assert run_recbole_gen(model="SASRec", dataset="tiny", config_dict=dict(config), saved=False)["test_result"] == plain
+
+
+@pytest.mark.parametrize("model", ["SASRec", "BPR", "GenRec"])
+def test_a_run_stopped_after_an_epoch_resumes_to_the_same_numbers(fast_config, genrec_config, monkeypatch, model):
+    config = {**(genrec_config if model == "GenRec" else fast_config), "epochs": 3, "gallery_users": 0}
+    uninterrupted = run_recbole_gen(model=model, dataset="tiny", config_dict=config)
+
+    stopped = []
+    real_save = GenerativeEvaluationMixin._save_resume_state
+
+    def stop_after_first_epoch(self, epoch, train_data):
+        real_save(self, epoch, train_data)
+        stopped.append(self.saved_model_file)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(GenerativeEvaluationMixin, "_save_resume_state", stop_after_first_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            run_recbole_gen(model=model, dataset="tiny", config_dict=config)
+    resumed = run_recbole_gen(model=model, dataset="tiny", config_dict=config, resume=stopped[0])
+    assert resumed["best_valid_result"] == uninterrupted["best_valid_result"]
+    assert resumed["test_result"] == uninterrupted["test_result"]
+    assert resumed["trainer"].start_epoch == 1
+
+
+def test_resume_without_a_resume_state_is_explained(fast_config, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no resume state"):
+        run_recbole_gen(model="SASRec", dataset="tiny", config_dict=fast_config, resume=str(tmp_path / "SASRec-x.pth"))

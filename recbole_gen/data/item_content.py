@@ -2,7 +2,9 @@
 
 Images come from ``image_dir`` (files named by the item's token) or from an ``.item`` column of paths
 (``image_field``); without either, each item gets a rendered metadata card (see cards.py). Decoded
-images are cached as one ``.npy`` array, keyed by the image files and ``image_size``.
+images are cached as one ``.npz`` file (written atomically), keyed by the image files and
+``image_size``. :func:`item_content` builds a dataset's content once per process and hands the same
+object to every part of a run (the model, the item encoder, galleries).
 """
 
 import csv
@@ -10,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -18,12 +21,19 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from recbole_gen.data.cards import render_card
+from recbole_gen.fitting import atomic_file
 
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 PLACEHOLDER_GREY = 128
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
+# Pillow refuses images past its decompression-bomb limit; such a file counts as corrupt, like any
+# other that fails to decode.
+DECODE_ERRORS = (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning)
+_CONTENT_SETTINGS = ("data_path", "dataset", "image_dir", "image_field", "image_size", "text_fields", "seq_separator",
+                     "field_separator", "content_cache_dir", "ITEM_ID_FIELD")
+_built = {}
 TITLE_FIELDS, YEAR_FIELDS, GENRE_FIELDS = ("movie_title", "title"), ("release_year", "year"), ("class", "genre", "genres")
 
 
@@ -52,15 +62,59 @@ def read_item_file(config):
     return table.set_index(config["ITEM_ID_FIELD"])
 
 
+def item_content(config, dataset):
+    """The :class:`ItemContent` of ``dataset`` under ``config``'s content settings, built once per process
+    (the splits of a dataset share their items, so they share one content)."""
+    tokens = tuple(str(token) for token in dataset.field2id_token[config["ITEM_ID_FIELD"]])
+    key = json.dumps([[_setting(config, name) for name in _CONTENT_SETTINGS], tokens], default=str)
+    if key not in _built:
+        _built.clear()  # one dataset's content at a time: a catalog's images can be large
+        _built[key] = ItemContent(config, dataset)
+    return _built[key]
+
+
+def _texts(config, table, tokens):
+    columns = [] if table is None else list(table.columns)
+    fields = _setting(config, "text_fields") or columns
+    unknown = [field for field in fields if field not in columns]
+    if unknown:
+        raise ValueError(f"config key 'text_fields' names columns not in the .item file: {unknown}; available: {columns}")
+    texts = [""]
+    for token in tokens[1:]:
+        if table is not None and token in table.index and fields:
+            row = table.loc[token]
+            texts.append(" | ".join(str(row[field]) for field in fields if str(row[field])))
+        else:
+            texts.append(token)
+    return texts
+
+
+def item_texts(config, dataset):
+    """Every item's text (``text_fields`` of the ``.item`` file, else its token), row = internal item id;
+    reads no image."""
+    return _texts(config, read_item_file(config), [str(token) for token in dataset.field2id_token[config["ITEM_ID_FIELD"]]])
+
+
+def forget_item_content():
+    """Start a new run: the next :func:`item_content` call reads the images again (they may have changed)."""
+    _built.clear()
+
+
 def _load_image(path, size):
     """Decode, convert to RGB, resize the shorter side to ``size`` and centre-crop."""
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        scale = size / min(image.size)
-        width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
-        image = image.resize((width, height), Image.Resampling.BICUBIC)
-        left, top = (width - size) // 2, (height - size) // 2
-        return np.asarray(image.crop((left, top, left + size, top + size)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as image:
+            return _square(image.convert("RGB"), size)
+
+
+def _square(image, size):
+    """Resize the shorter side to ``size`` and centre-crop to a square, as uint8 HWC."""
+    scale = size / min(image.size)
+    width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+    image = image.resize((width, height), Image.Resampling.BICUBIC)
+    left, top = (width - size) // 2, (height - size) // 2
+    return np.asarray(image.crop((left, top, left + size, top + size)))
 
 
 class ItemContent:
@@ -70,7 +124,7 @@ class ItemContent:
         self.size = _setting(config, "image_size", 64)
         self.tokens = [str(token) for token in dataset.field2id_token[config["ITEM_ID_FIELD"]]]
         self.table = read_item_file(config)
-        self.texts = self._texts(config)
+        self.texts = _texts(config, self.table, self.tokens)
         self.from_cache = False
         self.n_missing, self.missing_tokens = 0, []
         check_image_source(config)
@@ -101,22 +155,6 @@ class ItemContent:
 
     def _columns(self):
         return [] if self.table is None else list(self.table.columns)
-
-    def _texts(self, config):
-        fields = _setting(config, "text_fields") or self._columns()
-        unknown = [field for field in fields if field not in self._columns()]
-        if unknown:
-            raise ValueError(
-                f"config key 'text_fields' names columns not in the .item file: {unknown}; available: {self._columns()}"
-            )
-        texts = [""]
-        for token in self.tokens[1:]:
-            if self.table is not None and token in self.table.index and fields:
-                row = self.table.loc[token]
-                texts.append(" | ".join(str(row[field]) for field in fields if str(row[field])))
-            else:
-                texts.append(token)
-        return texts
 
     def _field(self, token, candidates):
         if self.table is None or token not in self.table.index:
@@ -160,16 +198,15 @@ class ItemContent:
             for token, path in zip(self.tokens, paths)
         ]
         key = hashlib.sha256(json.dumps([CACHE_FORMAT, self.size, sources]).encode()).hexdigest()[:20]
-        cache_file = os.path.join(cache_dir, f"images-{key}.npy")
-        mask_file = os.path.join(cache_dir, f"images-{key}-has_image.npy")
-        if os.path.isfile(cache_file) and os.path.isfile(mask_file):
+        cache_file = os.path.join(cache_dir, f"images-{key}.npz")
+        if os.path.isfile(cache_file):
             self.from_cache = True
-            pixels, has_image = np.load(cache_file, allow_pickle=False), np.load(mask_file, allow_pickle=False)
+            with np.load(cache_file, allow_pickle=False) as cached:
+                pixels, has_image = cached["pixels"], cached["has_image"]
         else:
             pixels, has_image = self._decode_all(paths)
-            os.makedirs(cache_dir, exist_ok=True)
-            np.save(cache_file, pixels, allow_pickle=False)
-            np.save(mask_file, has_image, allow_pickle=False)
+            with atomic_file(cache_file) as staging, open(staging, "wb") as f:
+                np.savez(f, pixels=pixels, has_image=has_image)
         self.has_image = torch.from_numpy(has_image)
         missing = [item for item in range(1, len(self)) if not has_image[item]]
         self.n_missing, self.missing_tokens = len(missing), [self.tokens[item] for item in missing]
@@ -191,6 +228,6 @@ class ItemContent:
             try:
                 pixels[item] = _load_image(path, self.size)
                 has_image[item] = True
-            except (UnidentifiedImageError, OSError, ValueError):
+            except DECODE_ERRORS:
                 pass  # counted and named with the other missing items
         return pixels, has_image

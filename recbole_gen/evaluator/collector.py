@@ -1,10 +1,18 @@
 """RecBole's Collector, extended with what the generative metrics need.
 
-For every evaluated user it records the embedding of the item the model puts in front of them
-(``gen.emb``: the top-1 ranked catalog item, or the generated item a trainer passes to
-:meth:`GenerativeCollector.set_shown` before the batch is collected), the ground-truth next item
-(``gen.target``) and the history (``gen.history``); ``gen.catalog`` holds the catalog's embeddings,
-set once per run.
+For every evaluated user (one row of the evaluation batch) it records:
+
+- ``gen.shown`` ``(U, k, d)``: embeddings of the k items the model puts in front of the user. A
+  trainer that shows something else than the top-1 catalog item (GenRec's generated images, k samples
+  each) passes their embeddings on the batch's interaction, in the field :data:`SHOWN_FIELD`;
+  otherwise the shown item is the top-1 ranked catalog item (k = 1).
+- ``gen.target`` ``(M, 2)``: (user row, item) pairs of the ground-truth items: the next item for
+  sequential models, every held-out item of the user for general models.
+- ``gen.history`` ``(H, 2)``: (user row, item) pairs of the user's history (the item sequence of a
+  sequential model, or the training items a trainer puts on the interaction in the same field).
+
+``gen.catalog`` holds every item's embedding and ``gen.has_content`` which items have real content
+(not a placeholder), both set once per run.
 """
 
 import torch
@@ -12,17 +20,35 @@ from recbole.evaluator import Collector
 
 from recbole_gen.compat import data_struct_to_cpu
 
-CATALOG_KEY = "gen.catalog"
-PER_BATCH_KEYS = ("gen.emb", "gen.target", "gen.history")
-GENERATIVE_KEYS = (CATALOG_KEY,) + PER_BATCH_KEYS
+SHOWN_FIELD = "gen_shown"
+CATALOG_KEY, HAS_CONTENT_KEY = "gen.catalog", "gen.has_content"
+PER_BATCH_KEYS = ("gen.shown", "gen.target", "gen.history")
+GENERATIVE_KEYS = (CATALOG_KEY, HAS_CONTENT_KEY) + PER_BATCH_KEYS
 _RECBOLE_BATCH_KEYS = ("rec.topk", "rec.meanrank", "rec.score", "rec.items", "data.label")
+
+
+def pad_pairs(rows, values, n_rows):
+    """``(n_rows, L)`` long tensor: row r holds the ``values`` paired with r, in order, 0-padded."""
+    counts = torch.bincount(rows, minlength=n_rows)
+    padded = torch.zeros(n_rows, int(counts.max()) if len(rows) else 0, dtype=torch.long)
+    order = torch.argsort(rows, stable=True)
+    rows, values = rows[order], values[order]
+    starts = torch.cumsum(counts, 0) - counts
+    padded[rows, torch.arange(len(rows)) - starts[rows]] = values
+    return padded
+
+
+def _pairs(padded, offset):
+    """(row + offset, value) pairs of the non-zero entries of a 0-padded ``(B, L)`` tensor."""
+    rows, columns = torch.nonzero(padded, as_tuple=True)
+    return torch.stack([rows + offset, padded[rows, columns]], dim=1)
 
 
 class GenerativeCollector(Collector):
     def __init__(self, config):
         super().__init__(config)
         self.history_field = config["ITEM_ID_FIELD"] + config["LIST_SUFFIX"]
-        self._shown = None  # set_shown's embeddings for the next collected batch
+        self._n_users = 0  # users collected so far in this evaluation
 
     @property
     def needs_catalog(self):
@@ -32,37 +58,34 @@ class GenerativeCollector(Collector):
     def has_catalog(self):
         return CATALOG_KEY in self.data_struct
 
-    def set_catalog(self, catalog_embeddings):
-        """Embeddings of every item (row = internal item id), shared by all evaluations of a run."""
+    def set_catalog(self, catalog_embeddings, has_content):
+        """Embeddings of every item (row = internal item id) and which items have real content, shared by
+        all evaluations of a run."""
         self.data_struct.set(CATALOG_KEY, catalog_embeddings.to(self.device))
-
-    def set_shown(self, embeddings):
-        """The next batch's shown items are these embeddings (e.g. of generated images), not the top-1."""
-        self._shown = embeddings
+        self.data_struct.set(HAS_CONTENT_KEY, has_content.to(self.device))
 
     def eval_batch_collect(self, scores_tensor, interaction, positive_u, positive_i):
         super().eval_batch_collect(scores_tensor, interaction, positive_u, positive_i)
-        shown, self._shown = self._shown, None
         if not self.needs_catalog:
             return
         catalog = self.data_struct.get(CATALOG_KEY)
-        if shown is None:
-            shown = catalog[scores_tensor.argmax(dim=-1).to(catalog.device)]
-        # Sequential evaluation has exactly one positive (the next item) per row.
-        # positive_u / positive_i come from the dataloader on the CPU; scores may be on the GPU.
-        target = torch.zeros(len(scores_tensor), dtype=torch.long)
-        target[positive_u.cpu()] = positive_i.cpu()
-        if self.history_field in interaction:
-            history = interaction[self.history_field]
+        n_users = len(scores_tensor)
+        if SHOWN_FIELD in interaction:
+            shown = interaction[SHOWN_FIELD]
         else:
-            history = torch.zeros(len(scores_tensor), 1, dtype=torch.long)
-        self.data_struct.update_tensor("gen.emb", shown.to(catalog.device))
-        self.data_struct.update_tensor("gen.target", target.to(self.device))
-        self.data_struct.update_tensor("gen.history", history.to(self.device))
+            shown = catalog[scores_tensor.argmax(dim=-1).to(catalog.device)].unsqueeze(1)
+        # positive_u / positive_i come from the dataloader on the CPU; scores may be on the GPU.
+        targets = torch.stack([positive_u.cpu() + self._n_users, positive_i.cpu()], dim=1)
+        history = interaction[self.history_field].cpu() if self.history_field in interaction else torch.zeros(n_users, 0, dtype=torch.long)
+        self.data_struct.update_tensor("gen.shown", shown.to(catalog.device))
+        self.data_struct.update_tensor("gen.target", targets.to(self.device))
+        self.data_struct.update_tensor("gen.history", _pairs(history, self._n_users).to(self.device))
+        self._n_users += n_users
 
     def get_data_struct(self):
         returned_struct = data_struct_to_cpu(self.data_struct)
         for key in _RECBOLE_BATCH_KEYS + PER_BATCH_KEYS:
             if key in self.data_struct:
                 del self.data_struct[key]
+        self._n_users = 0
         return returned_struct

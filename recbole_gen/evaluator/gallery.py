@@ -33,11 +33,12 @@ def select_rows(n_rows, n_users, seed):
     return torch.randperm(n_users, generator=generator)[: min(n_rows, n_users)].sort().values
 
 
-def gallery_image(model, interaction, generated, content, user_tokens, n_history):
+def gallery_image(model, interaction, generated, item_images, item_texts, user_tokens, n_history):
     """A PIL image: for each row of ``interaction`` (a user), history | truth | generated images.
 
     ``generated``: uint8 images, the same number for each row, rows' samples adjacent (as
-    ``GenRec.generate`` returns them).
+    ``GenRec.generate`` returns them). ``item_images(ids)``: uint8 images of catalog items (their files,
+    or their codes decoded when the files are not at hand); ``item_texts``: captions by item id.
     """
     item_seq = interaction[model.ITEM_SEQ].cpu()
     item_seq_len = interaction[model.ITEM_SEQ_LEN].cpu()
@@ -54,8 +55,9 @@ def gallery_image(model, interaction, generated, content, user_tokens, n_history
         top = HEADER + row * (CELL + CAPTION + 4)
         _caption(draw, font, (2, top + CELL // 2), f"user {user}", LABEL_WIDTH)
         history = item_seq[row, max(0, length - n_history) : length].tolist()
-        cells = [None] * (n_history - len(history)) + [(content.images[i], content.texts[i]) for i in history]
-        cells.append((content.images[target], content.texts[target]))
+        known = history + [target]
+        images = item_images(torch.tensor(known))
+        cells = [None] * (n_history - len(history)) + [(image, item_texts[i]) for image, i in zip(images, known)]
         cells += [(image, "") for image in generated[row * n_samples : (row + 1) * n_samples]]
         for column, cell in enumerate(cells):
             if cell is None:

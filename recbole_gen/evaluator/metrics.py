@@ -1,42 +1,83 @@
 """Generative metrics: score the content a model puts in front of each user.
 
-A model's *shown item* for user u has embedding g_u (``gen.emb``): its generated image's, or its
-top-1 catalog item's. t_u is the ground-truth next item's embedding, taken from ``gen.catalog``
-(row = internal item id, row 0 = RecBole's padding item, never part of the catalog). Similarities
-are cosine, in the frozen item-encoder space, averaged over the evaluated users.
+For user u the model shows k items (k samples of a generator, ``eval_samples``; k = 1 for a ranking
+model's top-1) with embeddings g_uj, from ``gen.shown``. T_u is the set of u's ground-truth items (the
+next item for sequential models) and H_u u's history. Embeddings are L2-normalised; similarities are
+cosines in the frozen item-encoder space. Items without real content (grey placeholders, row 0
+padding) are left out everywhere: as targets, as history, and as catalog candidates. A user whose
+targets all lack content takes no part in the target-based metrics.
+
+Cosines are linear in each unit vector, so a user's mean similarity over k shown items and |T_u|
+targets is the dot product of the means: g_u = mean_j g_uj, t_u = mean_{i in T_u} e_i.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
-import scipy.linalg
 import torch
 import torch.nn.functional as F
 from recbole.evaluator.base_metric import AbstractMetric
 from recbole.utils import EvaluatorType
+
+# A covariance product's eigenvalues below -RESIDUE * (largest) are not rounding: the inputs are broken.
+RESIDUE_TOLERANCE = 1e-6
 
 
 def _unit(x):
     return F.normalize(x.double(), dim=-1)
 
 
-def target_sim(gen, catalog, target):
-    """mean_u sim(g_u, t_u)."""
-    return (_unit(gen) * _unit(catalog)[target]).sum(dim=1).mean().item()
+@dataclass
+class ContentInputs:
+    """What every generative metric reads, with placeholder items already removed from targets and history."""
+
+    shown: torch.Tensor  # (U, k, d) unit
+    catalog: torch.Tensor  # (N, d) unit
+    has_content: torch.Tensor  # (N,) bool
+    target: torch.Tensor  # (M, 2) (user row, item) pairs, items with content only
+    history: torch.Tensor  # (H, 2)
+
+    @classmethod
+    def build(cls, shown, catalog, has_content, target, history=None):
+        has_content = has_content.bool().clone()
+        has_content[0] = False  # RecBole's padding item
+        history = torch.zeros(0, 2, dtype=torch.long) if history is None else history
+        keep = lambda pairs: pairs[has_content[pairs[:, 1]]]
+        shown = shown if shown.dim() == 3 else shown.unsqueeze(1)
+        return cls(_unit(shown), _unit(catalog), has_content, keep(target.long()), keep(history.long()))
+
+    @property
+    def n_users(self):
+        return len(self.shown)
+
+    @property
+    def mean_shown(self):
+        return self.shown.mean(dim=1)
+
+    def user_means(self, pairs):
+        """``(means (U, d), counts (U,))``: each user's mean item embedding over ``pairs``."""
+        sums = torch.zeros(self.n_users, self.catalog.shape[1], dtype=torch.double)
+        sums.index_add_(0, pairs[:, 0], self.catalog[pairs[:, 1]])
+        counts = torch.bincount(pairs[:, 0], minlength=self.n_users)
+        return sums / counts.clamp(min=1).unsqueeze(1), counts
+
+    @property
+    def candidates(self):
+        return self.catalog[self.has_content]
 
 
-def history_sim(gen, catalog, history):
-    """mean over users with a history of mean_{h in history_u} sim(g_u, h); history id 0 is padding."""
-    sims = torch.einsum("nd,nld->nl", _unit(gen), _unit(catalog)[history])
-    mask = history != 0
-    counts = mask.sum(dim=1)
-    has_history = counts > 0
-    per_user = (sims * mask).sum(dim=1)[has_history] / counts[has_history]
-    return per_user.mean().item() if len(per_user) else 0.0
+def target_sim(inputs):
+    """mean over users with a target of sim(g_u, t_u)."""
+    targets, counts = inputs.user_means(inputs.target)
+    per_user = (inputs.mean_shown * targets).sum(dim=1)[counts > 0]
+    return per_user.mean().item() if len(per_user) else float("nan")
 
 
-def personal_lift(gen, catalog, target, n_samples, seed):
-    """mean_u [sim(g_u, t_u) - mean_{v in S_u} sim(g_v, t_u)], S_u a seeded sample of other users."""
-    per_user = personal_lift_per_user(gen, catalog, target, n_samples, seed)
-    return per_user.mean().item() if len(per_user) else 0.0
+def history_sim(inputs):
+    """mean over users with a history of sim(g_u, h_u), h_u the mean of the history items."""
+    history, counts = inputs.user_means(inputs.history)
+    per_user = (inputs.mean_shown * history).sum(dim=1)[counts > 0]
+    return per_user.mean().item() if len(per_user) else float("nan")
 
 
 def bootstrap_interval(values, level=0.95, n_resamples=2000, seed=0):
@@ -49,93 +90,145 @@ def bootstrap_interval(values, level=0.95, n_resamples=2000, seed=0):
     return means.quantile(tail).item(), means.quantile(1 - tail).item()
 
 
-def personal_lift_per_user(gen, catalog, target, n_samples, seed):
-    """Each user's term of :func:`personal_lift` (empty with fewer than two users)."""
-    n_users = len(gen)
-    if n_users < 2:
+def personal_lift_per_user(inputs, n_samples, seed):
+    """sim(g_u, t_u) - mean_{v in S_u} sim(g_v, t_u) for each user u with a target, S_u a seeded sample of
+    ``n_samples`` other users (all of them if fewer). A user's k shown items enter through their mean, so
+    the per-user terms, and a bootstrap over users of them, account for the k samples."""
+    targets, counts = inputs.user_means(inputs.target)
+    users = torch.nonzero(counts > 0).flatten()
+    n_users = inputs.n_users
+    if n_users < 2 or len(users) == 0:
         return torch.zeros(0, dtype=torch.double)
-    sims = _unit(catalog)[target] @ _unit(gen).T  # sims[u, v] = sim(g_v, t_u)
-    own = sims.diagonal()
+    sims = targets[users] @ inputs.mean_shown.T  # sims[i, v] = sim(g_v, t_{users[i]})
+    own = sims.gather(1, users.unsqueeze(1)).squeeze(1)
     if n_samples >= n_users - 1:
         others = (sims.sum(dim=1) - own) / (n_users - 1)
     else:
         generator = torch.Generator().manual_seed(seed)
         # Draw from the n_users - 1 other users: offsets 1..n_users-1 from u, modulo n_users.
-        offsets = torch.stack([torch.randperm(n_users - 1, generator=generator)[:n_samples] + 1 for _ in range(n_users)])
-        others_idx = (torch.arange(n_users).unsqueeze(1) + offsets) % n_users
-        others = sims.gather(1, others_idx).mean(dim=1)
+        offsets = torch.stack([torch.randperm(n_users - 1, generator=generator)[:n_samples] + 1 for _ in range(len(users))])
+        others = sims.gather(1, (users.unsqueeze(1) + offsets) % n_users).mean(dim=1)
     return own - others
 
 
-def target_ranks(gen, catalog, target):
-    """1-based rank of t_u among catalog items 1.. by similarity to g_u (1 + number strictly closer)."""
-    sims = _unit(gen) @ _unit(catalog)[1:].T
-    target_sims = sims.gather(1, (target - 1).unsqueeze(1))
-    return 1 + (sims > target_sims).sum(dim=1)
+def target_ranks(inputs, chunk=4096):
+    """``(M, k)``: for each target pair (u, i) and shown item j of u, the 1-based rank of i among the catalog
+    items with content, by similarity to g_uj (1 + the number strictly closer)."""
+    candidates = inputs.candidates
+    users, items = inputs.target[:, 0], inputs.target[:, 1]
+    ranks = []
+    for start in range(0, len(users), chunk):
+        shown = inputs.shown[users[start : start + chunk]]  # (m, k, d)
+        target_sims = (shown * inputs.catalog[items[start : start + chunk]].unsqueeze(1)).sum(dim=-1)  # (m, k)
+        ranks.append(1 + (shown @ candidates.T > target_sims.unsqueeze(-1)).sum(dim=-1))
+    return torch.cat(ranks) if ranks else torch.zeros(0, inputs.shown.shape[1], dtype=torch.long)
 
 
-def novelty(gen, catalog):
-    """mean_u (1 - max_{i >= 1} sim(g_u, c_i)); clamped at 0 against rounding (a cosine is at most 1)."""
-    return (1 - (_unit(gen) @ _unit(catalog)[1:].T).max(dim=1).values).clamp(min=0).mean().item()
+def per_user_mean(values, users, n_users):
+    """Mean of ``values`` per user (users without values dropped)."""
+    sums = torch.zeros(n_users, dtype=torch.double).index_add_(0, users, values.double())
+    counts = torch.bincount(users, minlength=n_users)
+    return sums[counts > 0] / counts[counts > 0]
 
 
-def diversity(gen):
-    """Mean over unordered user pairs of (1 - sim(g_u, g_v))."""
-    n_users = len(gen)
+def novelty(inputs):
+    """mean_u mean_j (1 - max_i sim(g_uj, e_i)) over catalog items i with content; clamped at 0 against
+    rounding (a cosine is at most 1)."""
+    nearest = (inputs.shown @ inputs.candidates.T).max(dim=-1).values
+    return (1 - nearest).clamp(min=0).mean().item()
+
+
+def diversity(inputs):
+    """Mean over unordered pairs of distinct users (u, v) of mean_{j, j'} (1 - sim(g_uj, g_vj'))."""
+    n_users = inputs.n_users
     if n_users < 2:
         return 0.0
-    unit = _unit(gen)
-    sims = unit @ unit.T
-    pair_sum = (sims.sum() - sims.diagonal().sum()) / 2
+    means = inputs.mean_shown
+    pair_sum = (means.sum(dim=0).square().sum() - means.square().sum()) / 2
     return max(0.0, (1 - pair_sum / (n_users * (n_users - 1) / 2)).item())  # >= 0 but for rounding
 
 
-def frechet_distance(x, y, eps=1e-6):
-    """||mu_x - mu_y||^2 + Tr(S_x + S_y - 2 sqrt(S_x S_y)) between Gaussians fitted to the rows."""
+def _sqrt_psd(matrix):
+    values, vectors = np.linalg.eigh(matrix)
+    return (vectors * np.sqrt(values.clip(min=0))) @ vectors.T
+
+
+def frechet_distance(x, y):
+    """||mu_x - mu_y||^2 + Tr(S_x) + Tr(S_y) - 2 Tr((S_x^1/2 S_y S_x^1/2)^1/2) between Gaussians fitted to the rows.
+
+    The trace of sqrt(S_x S_y) is computed from the symmetric form, whose eigenvalues are real: this
+    stays stable when there are fewer rows than dimensions (singular covariances). Eigenvalues below 0
+    are rounding and clipped; a large negative one means broken input and raises.
+    """
     x, y = x.double().numpy(), y.double().numpy()
+    if len(x) < 2 or len(y) < 2:
+        return float("nan")
     mu_x, mu_y = x.mean(axis=0), y.mean(axis=0)
     cov_x, cov_y = np.atleast_2d(np.cov(x, rowvar=False)), np.atleast_2d(np.cov(y, rowvar=False))
-    covmean = scipy.linalg.sqrtm(cov_x @ cov_y)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(len(cov_x)) * eps
-        covmean = scipy.linalg.sqrtm((cov_x + offset) @ (cov_y + offset))
-    covmean = np.real(covmean)
-    return float(((mu_x - mu_y) ** 2).sum() + np.trace(cov_x) + np.trace(cov_y) - 2 * np.trace(covmean))
+    root_x = _sqrt_psd(cov_x)
+    values = np.linalg.eigvalsh(root_x @ cov_y @ root_x)
+    if values.min() < -RESIDUE_TOLERANCE * max(values.max(), 1e-12):
+        raise ArithmeticError(f"FD: covariance product has eigenvalue {values.min():.3g} (largest {values.max():.3g}); inputs are not valid embeddings")
+    trace_root = np.sqrt(values.clip(min=0)).sum()
+    return max(0.0, float(((mu_x - mu_y) ** 2).sum() + np.trace(cov_x) + np.trace(cov_y) - 2 * trace_root))
+
+
+def target_fd(inputs):
+    """FD between the shown items of users with a target and those users' target items."""
+    users = torch.unique(inputs.target[:, 0])
+    return frechet_distance(inputs.shown[users].flatten(0, 1), inputs.catalog[inputs.target[:, 1]])
+
+
+def target_fd_floor(inputs, seed):
+    """FD between two random halves of the target items: what sampling noise alone gives at this size."""
+    targets = inputs.catalog[inputs.target[:, 1]]
+    order = torch.randperm(len(targets), generator=torch.Generator().manual_seed(seed))
+    half = len(targets) // 2
+    return frechet_distance(targets[order[:half]], targets[order[half : 2 * half]])
+
+
+def catalog_fd(inputs):
+    """FD between all shown items and the uniform catalog of items with content."""
+    return frechet_distance(inputs.shown.flatten(0, 1), inputs.candidates)
 
 
 class _GenerativeMetric(AbstractMetric):
     metric_type = EvaluatorType.RANKING
+    metric_need = ["gen.shown", "gen.catalog", "gen.has_content", "gen.target"]
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.seed = config["seed"]
+
+    @staticmethod
+    def inputs(dataobject):
+        history = dataobject.get("gen.history") if "gen.history" in dataobject else None
+        return ContentInputs.build(dataobject.get("gen.shown"), dataobject.get("gen.catalog"),
+                                   dataobject.get("gen.has_content"), dataobject.get("gen.target"), history)
 
     def result(self, value):
         return {type(self).__name__.lower(): round(value, self.decimal_place)}
 
+    def calculate_metric(self, dataobject):
+        return self.result(self.value(self.inputs(dataobject)))
+
 
 class TargetSim(_GenerativeMetric):
-    metric_need = ["gen.emb", "gen.catalog", "gen.target"]
-
-    def calculate_metric(self, dataobject):
-        return self.result(target_sim(dataobject.get("gen.emb"), dataobject.get("gen.catalog"), dataobject.get("gen.target")))
+    value = staticmethod(target_sim)
 
 
 class HistorySim(_GenerativeMetric):
-    metric_need = ["gen.emb", "gen.catalog", "gen.history"]
-
-    def calculate_metric(self, dataobject):
-        return self.result(history_sim(dataobject.get("gen.emb"), dataobject.get("gen.catalog"), dataobject.get("gen.history")))
+    metric_need = _GenerativeMetric.metric_need + ["gen.history"]
+    value = staticmethod(history_sim)
 
 
 class PersonalLift(_GenerativeMetric):
-    metric_need = ["gen.emb", "gen.catalog", "gen.target"]
-
     def __init__(self, config):
         super().__init__(config)
         self.n_samples = config["personal_lift_samples"]
-        self.seed = config["seed"]
 
     def calculate_metric(self, dataobject):
-        per_user = personal_lift_per_user(
-            dataobject.get("gen.emb"), dataobject.get("gen.catalog"), dataobject.get("gen.target"), self.n_samples, self.seed
-        )
+        per_user = personal_lift_per_user(self.inputs(dataobject), self.n_samples, self.seed)
         if len(per_user) < 2:
             return self.result(0.0)
         # The 95% bootstrap interval over users says whether the lift is distinguishable from zero.
@@ -148,16 +241,19 @@ class PersonalLift(_GenerativeMetric):
 
 
 class _GenTopkMetric(_GenerativeMetric):
-    metric_need = ["gen.emb", "gen.catalog", "gen.target"]
-
     def __init__(self, config):
         super().__init__(config)
         self.topk = config["topk"] if isinstance(config["topk"], list) else [config["topk"]]
 
     def calculate_metric(self, dataobject):
-        ranks = target_ranks(dataobject.get("gen.emb"), dataobject.get("gen.catalog"), dataobject.get("gen.target"))
+        inputs = self.inputs(dataobject)
+        ranks = target_ranks(inputs)
         name = type(self).__name__.lower()
-        return {f"{name}@{k}": round(self.score(ranks, k).double().mean().item(), self.decimal_place) for k in self.topk}
+        users = inputs.target[:, 0]
+        return {
+            f"{name}@{k}": round(per_user_mean(self.score(ranks, k).mean(dim=1), users, inputs.n_users).mean().item(), self.decimal_place)
+            for k in self.topk
+        }
 
 
 class GenRecall(_GenTopkMetric):
@@ -173,27 +269,32 @@ class GenNDCG(_GenTopkMetric):
 
 
 class Novelty(_GenerativeMetric):
-    metric_need = ["gen.emb", "gen.catalog"]
-
-    def calculate_metric(self, dataobject):
-        return self.result(novelty(dataobject.get("gen.emb"), dataobject.get("gen.catalog")))
+    value = staticmethod(novelty)
 
 
 class Diversity(_GenerativeMetric):
-    metric_need = ["gen.emb"]
-
-    def calculate_metric(self, dataobject):
-        return self.result(diversity(dataobject.get("gen.emb")))
+    value = staticmethod(diversity)
 
 
 class FD(_GenerativeMetric):
-    """Fréchet distance between shown-item and catalog embeddings, both L2-normalised."""
+    """Fréchet distance between the shown items and the ground-truth items of the same users (the
+    distribution users actually move to); ``fd_floor`` is the FD between two random halves of those
+    targets, the estimator's floor at this many users."""
 
-    metric_need = ["gen.emb", "gen.catalog"]
     smaller = True
 
     def calculate_metric(self, dataobject):
-        return self.result(frechet_distance(_unit(dataobject.get("gen.emb")), _unit(dataobject.get("gen.catalog")[1:])))
+        inputs = self.inputs(dataobject)
+        return {"fd": round(target_fd(inputs), self.decimal_place),
+                "fd_floor": round(target_fd_floor(inputs, self.seed), self.decimal_place)}
 
 
-GENERATIVE_METRICS = (TargetSim, HistorySim, PersonalLift, GenRecall, GenNDCG, Novelty, Diversity, FD)
+class CatalogFD(_GenerativeMetric):
+    """Fréchet distance between the shown items and the uniform catalog (items with content): how much
+    the shown items look like catalog items at all, whoever they are shown to."""
+
+    smaller = True
+    value = staticmethod(catalog_fd)
+
+
+GENERATIVE_METRICS = (TargetSim, HistorySim, PersonalLift, GenRecall, GenNDCG, Novelty, Diversity, FD, CatalogFD)

@@ -16,15 +16,20 @@ embeddings and aligner, its language model and its generation head (Janus-Pro, "
 Recommend"'s any-to-any LMM family). ``generator_lora_r`` > 0 trains LoRA adapters (peft) on the
 transformer and freezes the generator's pretrained weights (a causal LM's code embeddings and head,
 new to it, stay trainable).
+
+:func:`generator_components` describes a built generator by its configs (no weights, no paths), and
+:func:`generator_from_components` rebuilds the same architecture from them, so a GenRec checkpoint
+loads without the tokenizer cache, the catalog images or the pretrained folder it was trained from.
 """
 
 import logging
 import os
 
+import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from recbole_gen.model.image_tokenizer import JanusImageTokenizer, load_vq_tokenizer
+from recbole_gen.model.image_tokenizer import JanusImageTokenizer, load_vq_tokenizer, vq_tokenizer_from_config
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +147,40 @@ def build_generator(config, content):
         else:
             tokenizer = load_vq_tokenizer(config, content)
             generator = CausalLMGenerator(AutoModelForCausalLM.from_pretrained(path), tokenizer)
+    if config["generator_lora_r"]:
+        _add_lora(config, generator)
+    return generator
+
+
+def _model_components(model):
+    return {"config": model.config.to_dict(), "dtype": str(next(model.parameters()).dtype).removeprefix("torch.")}
+
+
+def generator_components(generator):
+    """The configs that rebuild ``generator``'s architecture (JSON-able): its language model (or Janus
+    model) and, for a causal LM, its VQ tokenizer."""
+    if isinstance(generator, JanusGenerator):
+        return {"kind": "janus", "janus": _model_components(generator.janus)}
+    tokenizer = generator.tokenizer
+    return {"kind": "causal_lm", "lm": _model_components(generator.lm),
+            "tokenizer": {"config": dict(tokenizer.vq.config), "image_size": tokenizer.image_size}}
+
+
+def _from_config(build, components):
+    """``build(config)`` on the saved config, in the saved dtype."""
+    return build(AutoConfig.for_model(**components["config"])).to(getattr(torch, components["dtype"]))
+
+
+def generator_from_components(config, components):
+    """The architecture :func:`generator_components` describes, untrained (a checkpoint's weights load into it);
+    LoRA adapters as ``generator_lora_r`` says."""
+    if components["kind"] == "janus":
+        from transformers import JanusForConditionalGeneration
+
+        generator = JanusGenerator(_from_config(JanusForConditionalGeneration, components["janus"]))
+    else:
+        tokenizer = vq_tokenizer_from_config(components["tokenizer"]["config"], components["tokenizer"]["image_size"])
+        generator = CausalLMGenerator(_from_config(AutoModelForCausalLM.from_config, components["lm"]), tokenizer)
     if config["generator_lora_r"]:
         _add_lora(config, generator)
     return generator

@@ -1,20 +1,19 @@
 """Image tokenizers: item images <-> grids of discrete codes the generator predicts.
 
 - :class:`VQImageTokenizer` wraps a diffusers ``VQModel``. By default one is trained on the catalog's
-  images (``tokenizer_*`` keys) and cached under ``tokenizer_cache_dir``, keyed by the catalog content
-  and the fit settings; ``tokenizer_path`` loads a saved one (``VQModel.from_pretrained``) instead.
+  images (``tokenizer_*`` keys) and cached under ``tokenizer_cache_dir``, keyed by the catalog content,
+  the fit settings and the fitting code's version; ``tokenizer_path`` loads a saved one
+  (``VQModel.from_pretrained``) instead. A GenRec checkpoint keeps the VQ model's config, so
+  :func:`vq_tokenizer_from_config` rebuilds it for the checkpoint's weights without either.
 - :class:`JanusImageTokenizer` wraps the VQ model inside a transformers ``JanusForConditionalGeneration``.
 
 Both take and return uint8 images ``(N, 3, H, W)`` as :class:`~recbole_gen.data.item_content.ItemContent`
 holds them; codes are ``(N, n_tokens)`` in raster order.
 """
 
-import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 
 import diffusers
 import torch
@@ -22,7 +21,7 @@ import torch.nn.functional as F
 from diffusers import VQModel
 from torch import nn
 
-from recbole_gen.utils import fit_minibatches
+from recbole_gen.fitting import cached_fit, fit_minibatches
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +36,8 @@ _FIT_KEYS = (
     "seed",
 )
 FIT_LOG = "fit_log.json"
+# Bump when the fitting code changes what a fit produces: cached fits of older code are then not reused.
+FIT_VERSION = 2
 
 
 class ImageTokenizer(nn.Module):
@@ -129,11 +130,8 @@ def _fit_settings(config):
     return {key: config[key] for key in _FIT_KEYS}
 
 
-def fitted_tokenizer_dir(config, content):
-    """Where the tokenizer fitted on ``content`` with ``config``'s settings is (or will be) cached."""
-    key = json.dumps({"content": content.fingerprint, "fit": _fit_settings(config), "diffusers": diffusers.__version__}, sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return os.path.join(config["tokenizer_cache_dir"], f"vq-{digest}")
+def _fit_key(config, content):
+    return {"version": FIT_VERSION, "content": content.fingerprint, "fit": _fit_settings(config), "diffusers": diffusers.__version__}
 
 
 def build_vq_model(config):
@@ -153,82 +151,70 @@ def build_vq_model(config):
     )
 
 
-@torch.enable_grad()  # GenRec may be built inside RecBole's no_grad evaluation (load_data_and_model)
+@torch.enable_grad()  # GenRec may be built inside RecBole's no_grad evaluation
 def fit_tokenizer(config, content, out_dir):
-    """Train a ``VQModel`` from scratch to reconstruct the catalog's images (MSE + commitment loss)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config["seed"])
-        generator = torch.Generator().manual_seed(config["seed"])
-        device = config["device"]
-        model = build_vq_model(config).to(device).train()
-        tokenizer = VQImageTokenizer(model, config["tokenizer_image_size"])
-        model.requires_grad_(True).train()
-        items = torch.nonzero(content.has_image).flatten()
-        if len(items) == 0:
-            raise ValueError("the image tokenizer needs at least one catalog item with an image to train on")
-        pixels = tokenizer.to_pixels(content.images[items])
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config["tokenizer_fit_learning_rate"])
+    """Train a ``VQModel`` from scratch to reconstruct the catalog's images (MSE + commitment loss); save to ``out_dir``."""
+    generator = torch.Generator().manual_seed(config["seed"])
+    device = config["device"]
+    model = build_vq_model(config).to(device).train()
+    tokenizer = VQImageTokenizer(model, config["tokenizer_image_size"])
+    model.requires_grad_(True).train()
+    items = torch.nonzero(content.has_image).flatten()
+    if len(items) == 0:
+        raise ValueError("the image tokenizer needs at least one catalog item with an image to train on")
+    pixels = tokenizer.to_pixels(content.images[items])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config["tokenizer_fit_learning_rate"])
 
-        def step(batch):
-            pixel_batch = pixels[batch]
-            output = model(pixel_batch)
-            loss = F.mse_loss(output.sample, pixel_batch) + output.commit_loss.mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            return loss.item()
+    def step(batch):
+        pixel_batch = pixels[batch]
+        output = model(pixel_batch)
+        loss = F.mse_loss(output.sample, pixel_batch) + output.commit_loss.mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.item()
 
-        losses = fit_minibatches(
-            torch.arange(len(pixels)), config["tokenizer_fit_batch_size"], config["tokenizer_fit_epochs"], generator, step,
-            "Fit image tokenizer", config["show_progress"],
-        )
-        model.eval().requires_grad_(False)
-        codes = tokenizer.encode(content.images[items])
-        reconstruction = tokenizer.decode(codes).float()
-        target = content.images[items].float()
-        if reconstruction.shape[-1] != target.shape[-1]:
-            target = F.interpolate(target, size=reconstruction.shape[-2:], mode="bicubic", antialias=True)
-        fit_log = {
-            "fit": _fit_settings(config),
-            "loss_per_epoch": losses,
-            "reconstruction_mse_uint8": F.mse_loss(reconstruction, target.clamp(0, 255)).item(),
-            "codebook_usage": len(torch.unique(codes)) / tokenizer.codebook_size,
-        }
-        logger.info(
-            f"Fitted image tokenizer on {len(items)} items: loss {losses[0]:.4f} -> {losses[-1]:.4f}, "
-            f"reconstruction MSE {fit_log['reconstruction_mse_uint8']:.1f} (uint8 scale), "
-            f"codebook usage {fit_log['codebook_usage']:.2f}"
-        )
-        _save(model, out_dir, fit_log)
-
-
-def _save(model, out_dir, fit_log):
-    """save_pretrained into a temporary folder, then rename into place (concurrent runs share the cache)."""
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=parent)
-    model.save_pretrained(staging)
-    with open(os.path.join(staging, FIT_LOG), "w") as f:
+    losses = fit_minibatches(
+        torch.arange(len(pixels)), config["tokenizer_fit_batch_size"], config["tokenizer_fit_epochs"], generator, step,
+        "Fit image tokenizer", config["show_progress"],
+    )
+    model.eval().requires_grad_(False)
+    codes = tokenizer.encode(content.images[items])
+    reconstruction = tokenizer.decode(codes).float()
+    target = content.images[items].float()
+    if reconstruction.shape[-1] != target.shape[-1]:
+        target = F.interpolate(target, size=reconstruction.shape[-2:], mode="bicubic", antialias=True)
+    fit_log = {
+        "fit": _fit_settings(config),
+        "loss_per_epoch": losses,
+        "reconstruction_mse_uint8": F.mse_loss(reconstruction, target.clamp(0, 255)).item(),
+        "codebook_usage": len(torch.unique(codes)) / tokenizer.codebook_size,
+    }
+    logger.info(
+        f"Fitted image tokenizer on {len(items)} items: loss {losses[0]:.4f} -> {losses[-1]:.4f}, "
+        f"reconstruction MSE {fit_log['reconstruction_mse_uint8']:.1f} (uint8 scale), "
+        f"codebook usage {fit_log['codebook_usage']:.2f}"
+    )
+    model.save_pretrained(out_dir)
+    with open(os.path.join(out_dir, FIT_LOG), "w") as f:
         json.dump(fit_log, f, indent=2)
-    if os.path.isdir(out_dir):
-        shutil.rmtree(staging)
-    else:
-        os.replace(staging, out_dir)
 
 
 def load_vq_tokenizer(config, content):
     """The :class:`VQImageTokenizer` from ``tokenizer_path``, or fitted on ``content`` (cached)."""
     path = config["tokenizer_path"]
-    image_size = config["tokenizer_image_size"]
     if path is None:
-        path = fitted_tokenizer_dir(config, content)
-        if os.path.isdir(path):
-            logger.info(f"Image tokenizer: cached fit {path}")
-        else:
-            fit_tokenizer(config, content, path)
+        path = cached_fit(config["tokenizer_cache_dir"], "vq", _fit_key(config, content),
+                          lambda folder: fit_tokenizer(config, content, folder), config["seed"])
     elif not os.path.isfile(os.path.join(path, "config.json")):
         raise FileNotFoundError(
             f"config key 'tokenizer_path' = '{path}' is not a folder saved by diffusers VQModel.save_pretrained "
             "(config.json and weights); leave it unset (~) to train a tokenizer on the catalog"
         )
-    return VQImageTokenizer(VQModel.from_pretrained(path), image_size).to(config["device"])
+    return VQImageTokenizer(VQModel.from_pretrained(path), config["tokenizer_image_size"]).to(config["device"])
+
+
+def vq_tokenizer_from_config(vq_config, image_size):
+    """A :class:`VQImageTokenizer` of the given ``VQModel`` config with untrained weights (a checkpoint's
+    state dict then loads them)."""
+    return VQImageTokenizer(VQModel.from_config(vq_config), image_size)

@@ -1,34 +1,81 @@
-"""Generative evaluation and safe checkpoints for any RecBole trainer.
+"""Generative evaluation, safe checkpoints and exact resumption for any RecBole trainer.
 
-``with_generative_evaluation(T)`` returns a subclass of the RecBole trainer ``T`` that collects what
-the generative metrics need and reads/writes checkpoints without pickled objects (see compat.py).
+``with_generative_evaluation(T)`` returns a subclass of the RecBole trainer ``T`` that
+
+- collects what the generative metrics need (the catalog's embeddings in the item-encoder space, each
+  user's shown item, targets and history; for models without an item sequence, the training history
+  RecBole's full-sort loader provides; for sampled evaluation such as ``uni100``, one row per user);
+- reads and writes checkpoints without pickled objects, atomically (see compat.py);
+- after every validation writes a resume state (``<checkpoint>-resume.pth``: model, optimizer, early
+  stopping counters and every random stream, the training loader's shuffling included), from which
+  :meth:`resume_checkpoint` continues a run exactly where it stopped.
 """
 
 import functools
 import os
+import random
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+from recbole.data.interaction import Interaction
 from recbole.trainer import Trainer
-from recbole.utils import set_color
+from recbole.utils import EvaluatorType, set_color
 
 from recbole_gen.compat import load_checkpoint, save_checkpoint
-from recbole_gen.data.item_content import ItemContent
-from recbole_gen.evaluator.collector import GenerativeCollector
+from recbole_gen.data.item_content import item_content
+from recbole_gen.evaluator.collector import SHOWN_FIELD, GenerativeCollector, pad_pairs
 from recbole_gen.evaluator.encoder import catalog_encoder
 from recbole_gen.evaluator.gallery import gallery_image, select_rows
+from recbole_gen.model.sampling import split_seed
+
+RESUME_SUFFIX = "-resume.pth"
+
+
+@dataclass
+class CatalogSpace:
+    """The catalog of a run in its evaluation space."""
+
+    content: object  # ItemContent
+    encoder: object  # ItemEncoder
+    embeddings: torch.Tensor  # (n_items, d)
+
+
+def random_states():
+    """Every random stream a training step may draw from, in a weights_only-loadable form."""
+    _, keys, position, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position), "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": list(random.getstate()[1]),
+    }
+
+
+def set_random_states(states):
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    numpy = states["numpy"]
+    np.random.set_state(("MT19937", numpy["keys"].numpy().astype(np.uint32), numpy["position"], numpy["has_gauss"], numpy["gauss"]))
+    random.setstate((3, tuple(states["python"]), None))
+
+
+def resume_file_of(checkpoint_file):
+    stem = checkpoint_file[: -len(RESUME_SUFFIX)] if checkpoint_file.endswith(RESUME_SUFFIX) else os.path.splitext(checkpoint_file)[0]
+    return stem + RESUME_SUFFIX
 
 
 class GenerativeEvaluationMixin:
     def __init__(self, config, model):
         super().__init__(config, model)
         self.eval_collector = GenerativeCollector(config)
+        self.catalog = None  # CatalogSpace, once the first evaluation needs it
+        self._resume_state = None  # what fit() restores before its first epoch
 
-    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        if not self.config["single_spec"] and self.config["local_rank"] != 0:
-            return
-        saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-        state = {
+    # -- checkpoints -------------------------------------------------------------------------------
+    def _training_state(self, epoch):
+        return {
             "config": self.config,
             "epoch": epoch,
             "cur_step": self.cur_step,
@@ -37,24 +84,63 @@ class GenerativeEvaluationMixin:
             "other_parameter": self.model.other_parameter(),
             "optimizer": self.optimizer.state_dict() if self.optimizer is not None else {},
         }
-        save_checkpoint(saved_model_file, state)
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
+        saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
+        save_checkpoint(saved_model_file, self._training_state(epoch))
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
+    def _save_resume_state(self, epoch, train_data):
+        state = self._training_state(epoch)
+        state.update(best_valid_result=dict(self.best_valid_result or {}), best_model_file=self.saved_model_file,
+                     rng=random_states(), train_loader_rng=train_data.generator.get_state())
+        save_checkpoint(resume_file_of(self.saved_model_file), state)
+
     def resume_checkpoint(self, resume_file):
-        checkpoint = load_checkpoint(resume_file, map_location=self.device)
-        self.saved_model_file = str(resume_file)
+        """Continue the run whose checkpoint (or resume state) is ``resume_file``; :meth:`fit` then trains
+        from the epoch after the last validated one, as if never interrupted."""
+        path = resume_file_of(str(resume_file))
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"--resume: no resume state {path} next to {resume_file} (it is written after every validation by "
+                "recbole_gen; runs without validation, or by plain RecBole, cannot be resumed exactly)"
+            )
+        checkpoint = load_checkpoint(path, map_location=self.device)
+        saved = checkpoint["config"]
+        if (saved["model"], saved["dataset"]) != (self.config["model"], self.config["dataset"]):
+            raise ValueError(f"--resume: {path} is a {saved['model']} run on {saved['dataset']}, not {self.config['model']} on {self.config['dataset']}")
+        self.saved_model_file = checkpoint["best_model_file"]
         self.start_epoch = checkpoint["epoch"] + 1
         self.cur_step = checkpoint["cur_step"]
         self.best_valid_score = checkpoint["best_valid_score"]
+        self.best_valid_result = checkpoint["best_valid_result"]
         self._load_model_state(checkpoint)
         self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+        self._resume_state = checkpoint
+        self.logger.info(f"Resuming {path}: training continues at epoch {self.start_epoch}")
 
     def _load_model_state(self, checkpoint):
         self.model.load_state_dict(checkpoint["state_dict"])
         self.model.load_other_parameter(checkpoint.get("other_parameter"))
 
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        if self._resume_state is not None:
+            train_data.generator.set_state(self._resume_state["train_loader_rng"])
+            set_random_states(self._resume_state["rng"])
+            self._resume_state = None
+
+        def after_validation(epoch_idx, valid_score):
+            if saved:
+                self._save_resume_state(epoch_idx, train_data)
+            if callback_fn:
+                callback_fn(epoch_idx, valid_score)
+
+        return super().fit(train_data, valid_data, verbose, saved, show_progress, after_validation)
+
+    # -- evaluation --------------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         if not eval_data:
@@ -69,8 +155,29 @@ class GenerativeEvaluationMixin:
     def prepare_catalog(self, dataset):
         """Embed the catalog (fitting the item encoder if needed) once per run, before the first evaluation."""
         if self.eval_collector.needs_catalog and not self.eval_collector.has_catalog:
-            self.content, self.item_encoder, embeddings = catalog_encoder(self.config, dataset)
-            self.eval_collector.set_catalog(embeddings)
+            self.catalog = CatalogSpace(*catalog_encoder(self.config, dataset))
+            self.eval_collector.set_catalog(self.catalog.embeddings, self.catalog.content.has_image)
+
+    def _full_sort_batch_eval(self, batched_data):
+        interaction, scores, positive_u, positive_i = super()._full_sort_batch_eval(batched_data)
+        history_index = batched_data[1]
+        field = self.eval_collector.history_field
+        if self.eval_collector.needs_catalog and field not in interaction and history_index is not None:
+            # General models have no item sequence: their history is the user's training items.
+            rows, items = history_index
+            interaction.update(Interaction({field: pad_pairs(rows.cpu(), items.cpu(), len(interaction))}))
+        return interaction, scores, positive_u, positive_i
+
+    def _neg_sample_batch_eval(self, batched_data):
+        interaction, scores, positive_u, positive_i = super()._neg_sample_batch_eval(batched_data)
+        if self.config["eval_type"] == EvaluatorType.RANKING:
+            # Sampled ranking (e.g. uni100) scores one row per user but returns one interaction row per
+            # candidate: keep each user's first row, aligned with the scores.
+            row_idx = batched_data[1].cpu()
+            first = torch.full((len(scores),), len(row_idx), dtype=torch.long)
+            first = first.scatter_reduce(0, row_idx, torch.arange(len(row_idx)), reduce="amin")
+            interaction = interaction[first]
+        return interaction, scores, positive_u, positive_i
 
 
 @functools.lru_cache(maxsize=None)
@@ -97,15 +204,18 @@ class ReferenceTrainer(GenerativeEvaluationMixin, Trainer):
 
 
 class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
-    """RecBole's Trainer for GenRec: the generative metrics score the generated images (generated once per
-    user per evaluation, in ``full_sort_predict``); each evaluation writes a gallery PNG, also logged to
-    tensorboard; a test evaluation also reports the tokenizer ceiling (``ceiling_result``)."""
+    """RecBole's Trainer for GenRec. Each evaluation generates ``eval_samples`` images per user from the
+    split's own sampling stream (``eval_seed``; validation and test never share one), ranks the catalog
+    with them for RecBole's metrics and scores the same images with the generative metrics; it writes a
+    gallery PNG (also logged to tensorboard). A test evaluation also reports the tokenizer ceiling
+    (``ceiling_result``): every user shown the reconstruction of their own next item."""
 
     def __init__(self, config, model):
         super().__init__(config, model)
         self.phase, self.epoch = "test", 0
         self.ceiling_result = None
         self.gallery_files = []
+        self._show_ceiling = False
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         self.epoch = epoch_idx
@@ -118,11 +228,25 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
         finally:
             self.phase = "test"
 
+    def sampling_seed(self):
+        return split_seed(self.config["eval_seed"], self.phase)
+
     def _full_sort_batch_eval(self, batched_data):
-        result = super()._full_sort_batch_eval(batched_data)
+        interaction, history_index, positive_u, positive_i = batched_data
+        interaction = interaction.to(self.device)
+        if self._show_ceiling:
+            samples, generation = 1, self.model.reconstruct_targets(interaction)
+        else:
+            samples = self.config["eval_samples"]
+            generation = self.model.generate(interaction, samples, seed=self.sampling_seed())
+        scores = self.model.score_catalog(generation.codes.view(len(interaction), samples, -1))
+        scores[:, 0] = -np.inf  # as RecBole's _full_sort_batch_eval: never the padding item or seen items
+        if history_index is not None:
+            scores[history_index] = -np.inf
         if self.eval_collector.needs_catalog:
-            self.eval_collector.set_shown(self.item_encoder.encode_images(self.model.last_generation.images))
-        return result
+            shown = self.catalog.encoder.encode_images(generation.images)
+            interaction.update(Interaction({SHOWN_FIELD: shown.view(len(interaction), samples, -1)}))
+        return interaction, scores, positive_u, positive_i
 
     @torch.no_grad()
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
@@ -139,21 +263,22 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
     def tokenizer_ceiling(self, eval_data):
         """The metrics of a perfect generator with this tokenizer: every user is shown the reconstruction
         of their own next item."""
-        self.model.oracle = True
+        self._show_ceiling = True
         try:
-            return super().evaluate(eval_data, load_best_model=False)
+            return GenerativeEvaluationMixin.evaluate(self, eval_data, load_best_model=False)
         finally:
-            self.model.oracle = False
+            self._show_ceiling = False
 
     def write_gallery(self, eval_data):
         config = self.config
         dataset = eval_data._dataset
-        content = getattr(self, "content", None) or ItemContent(config, dataset)
+        content = item_content(config, dataset)
         rows = select_rows(config["gallery_users"], len(dataset.inter_feat), config["seed"])
         interaction = dataset.inter_feat[rows].to(self.device)
         users = dataset.id2token(config["USER_ID_FIELD"], interaction[config["USER_ID_FIELD"]].cpu())
-        generation = self.model.generate(interaction, num_samples=config["gallery_samples"], seed=config["seed"])
-        image = gallery_image(self.model, interaction, generation.images, content, users, config["gallery_history"])
+        generation = self.model.generate(interaction, num_samples=config["gallery_samples"], seed=self.sampling_seed())
+        image = gallery_image(self.model, interaction, generation.images, lambda ids: content.images[ids], content.texts,
+                              users, config["gallery_history"])
         tag = f"valid-epoch{self.epoch:03d}" if self.phase == "valid" else "test"
         os.makedirs(config["gallery_dir"], exist_ok=True)
         stem = os.path.splitext(os.path.basename(self.saved_model_file))[0]

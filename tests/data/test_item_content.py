@@ -84,6 +84,39 @@ def test_cache_follows_file_changes(shop):
     assert not second.from_cache and second.fingerprint != first.fingerprint
 
 
+def test_an_image_past_pillows_bomb_limit_counts_as_corrupt(shop, monkeypatch, caplog):
+    Image.new("RGB", (64, 64), (9, 9, 9)).save(shop / "images" / "c.webp")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)  # 4096 pixels: past the warning limit, under the error one
+    with caplog.at_level(logging.WARNING):
+        content = ItemContent(_config(shop, image_dir=str(shop / "images")), _dataset(["a", "c"]))
+    assert content.has_image.tolist() == [False, True, False]
+    assert "c.webp" in caplog.text
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 4096 > 2 x 100: Pillow raises
+    assert ItemContent(_config(shop, image_dir=str(shop / "images"), image_size=8), _dataset(["c"])).has_image.tolist() == [False, False]
+
+
+def test_the_cache_is_written_atomically(shop, monkeypatch):
+    config, dataset = _config(shop, image_dir=str(shop / "images")), _dataset(["a", "b"])
+
+    def interrupted(file, **arrays):
+        file.write(b"half a cache")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ItemContent(config, dataset)
+    assert os.listdir(shop / "cache") == []  # no partial file a later run would trust
+    monkeypatch.undo()
+    assert not ItemContent(config, dataset).from_cache and ItemContent(config, dataset).from_cache
+
+
+def test_item_content_is_built_once_per_dataset_and_settings(shop):
+    config, dataset = _config(shop), _dataset(["a", "b"])
+    first = item_content_module.item_content(config, dataset)
+    assert item_content_module.item_content(dict(config), _dataset(["a", "b"])) is first
+    assert item_content_module.item_content({**config, "image_size": 8}, dataset) is not first
+
+
 def test_image_field_paths_are_relative_to_the_dataset(shop):
     rows = [["a", "Alpha", "1990", "Action", "images/a.png"], ["b", "Beta", "2001", "Comedy", ""]]
     _write_items(shop, rows, extra_column="poster")

@@ -2,7 +2,9 @@
 
 import math
 
+import numpy as np
 import pytest
+import scipy.linalg
 import torch
 from recbole.evaluator import Evaluator
 from recbole.evaluator.collector import DataStruct
@@ -10,70 +12,104 @@ from recbole.evaluator.collector import DataStruct
 from recbole_gen.evaluator import metrics
 from recbole_gen.evaluator.register import register_generative_metrics
 
-E = torch.eye(4)
-# Catalog: row 0 padding (must never count), items 1..4 are the basis vectors e0..e3.
-CATALOG = torch.cat([torch.full((1, 4), 5.0), E])
+E = torch.eye(5)
+# Catalog: row 0 padding (must never count), items 1..4 are the basis vectors e0..e3, item 5 a grey
+# placeholder (no content) whose embedding is e4.
+CATALOG = torch.cat([torch.full((1, 5), 5.0), E])
+HAS_CONTENT = torch.tensor([False, True, True, True, True, False])
+
+
+def inputs(shown, target, history=None, has_content=HAS_CONTENT):
+    """``target``: one item per user (a list), or (user, item) pairs (a 2-column tensor)."""
+    target = torch.as_tensor(target)
+    if target.dim() == 1:
+        target = torch.stack([torch.arange(len(target)), target], dim=1)
+    return metrics.ContentInputs.build(torch.as_tensor(shown, dtype=torch.float), CATALOG, has_content, target, history)
 
 
 def test_target_sim():
-    gen = torch.stack([E[0], E[0] + E[1]])  # user 0 shows item 1; user 1 shows (e0+e1)/sqrt2
-    target = torch.tensor([1, 2])  # targets: e0, e1
-    # user 0: sim(e0, e0) = 1; user 1: sim((e0+e1)/sqrt2, e1) = 1/sqrt2
-    assert metrics.target_sim(gen, CATALOG, target) == pytest.approx((1 + 1 / math.sqrt(2)) / 2)
+    shown = torch.stack([E[0], E[0] + E[1]])  # user 0 shows e0; user 1 shows (e0+e1)/sqrt2
+    # targets e0, e1: user 0: sim 1; user 1: 1/sqrt2
+    assert metrics.target_sim(inputs(shown, [1, 2])) == pytest.approx((1 + 1 / math.sqrt(2)) / 2)
 
 
-def test_history_sim_ignores_padding_and_empty_histories():
-    gen = torch.stack([E[0], E[2]])
-    history = torch.tensor([[0, 1, 2], [0, 0, 0]])  # user 1 has no history
+def test_target_sim_averages_over_samples_and_targets_and_skips_placeholders():
+    # user 0 shows two samples, e0 and e1; user 1 one sample (repeated), e2
+    shown = torch.stack([torch.stack([E[0], E[1]]), torch.stack([E[2], E[2]])])
+    # user 0's targets: items 1 (e0) and 3 (e2); user 1's only target is the placeholder item 5
+    target = torch.tensor([[0, 1], [0, 3], [1, 5]])
+    # user 0: mean over samples and targets of [1, 0; 0, 0] = 0.25; user 1 has no target with content
+    assert metrics.target_sim(inputs(shown, target)) == pytest.approx(0.25)
+
+
+def test_history_sim_ignores_padding_placeholders_and_empty_histories():
+    shown = torch.stack([E[0], E[2]])
+    history = torch.tensor([[0, 1], [0, 2], [0, 5]])  # user 0: items 1, 2 and the placeholder; user 1: none
     # user 0: mean(sim(e0, e0), sim(e0, e1)) = 0.5; user 1 excluded
-    assert metrics.history_sim(gen, CATALOG, history) == pytest.approx(0.5)
+    assert metrics.history_sim(inputs(shown, [1, 1], history)) == pytest.approx(0.5)
 
 
 def test_personal_lift_against_all_other_users():
-    gen = torch.stack([E[0], E[1], E[2]])
-    target = torch.tensor([1, 2, 1])  # e0, e1, e0
-    # u0: 1 - mean(sim(e1,e0), sim(e2,e0)) = 1; u1: 1 - 0 = 1; u2: sim(e2,e0)=0 - mean(sim(e0,e0)=1, sim(e1,e0)=0) = -0.5
-    assert metrics.personal_lift(gen, CATALOG, target, n_samples=10, seed=0) == pytest.approx((1 + 1 - 0.5) / 3)
+    shown = torch.stack([E[0], E[1], E[2]])
+    # u0: 1 - mean(sim(e1,e0), sim(e2,e0)) = 1; u1: 1 - 0 = 1; u2: sim(e2,e0)=0 - mean(1, 0) = -0.5
+    per_user = metrics.personal_lift_per_user(inputs(shown, [1, 2, 1]), n_samples=10, seed=0)
+    assert per_user.tolist() == pytest.approx([1, 1, -0.5])
 
 
 def test_personal_lift_samples_are_seeded_and_exclude_the_user():
     generator = torch.Generator().manual_seed(1)
-    gen, target = torch.randn(50, 4, generator=generator), torch.randint(1, 5, (50,), generator=generator)
-    first = metrics.personal_lift(gen, CATALOG, target, n_samples=5, seed=7)
-    assert first == metrics.personal_lift(gen, CATALOG, target, n_samples=5, seed=7)
-    assert first != metrics.personal_lift(gen, CATALOG, target, n_samples=5, seed=8)
+    shown, target = torch.randn(50, 5, generator=generator), torch.randint(1, 5, (50,), generator=generator)
+    lift = lambda shown, seed: metrics.personal_lift_per_user(inputs(shown, target), n_samples=5, seed=seed).mean().item()
+    assert lift(shown, 7) == lift(shown, 7)
+    assert lift(shown, 7) != lift(shown, 8)
     # Identical shown items for everyone: nothing is personal, whatever the sample.
-    same = torch.ones(50, 4)
-    assert metrics.personal_lift(same, CATALOG, target, n_samples=5, seed=7) == pytest.approx(0.0, abs=1e-12)
+    assert lift(torch.ones(50, 5), 7) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_target_rank_and_gen_topk():
-    gen = torch.tensor([[1.0, 0.5, 0.1, 0.0]])
-    # Similarities to items 1..4 (e0..e3) order them 1, 2, 3, 4; the padding row (closest of all) is skipped.
-    assert metrics.target_ranks(gen, CATALOG, torch.tensor([3])).tolist() == [3]
+    shown = torch.tensor([[1.0, 0.5, 0.1, 0.0, 0.9]])
+    # Similarities to items 1..4 (e0..e3) order them 1, 2, 3, 4; the padding row and the placeholder (e4,
+    # closer than items 2..4) are not candidates.
+    assert metrics.target_ranks(inputs(shown, [3])).tolist() == [[3]]
     struct = DataStruct()
-    struct.set("gen.emb", gen)
+    struct.set("gen.shown", shown.unsqueeze(1))
     struct.set("gen.catalog", CATALOG)
-    struct.set("gen.target", torch.tensor([3]))
-    config = {"metric_decimal_place": 6, "topk": [2, 3]}
+    struct.set("gen.has_content", HAS_CONTENT)
+    struct.set("gen.target", torch.tensor([[0, 3]]))
+    config = {"metric_decimal_place": 6, "topk": [2, 3], "seed": 0}
     assert metrics.GenRecall(config).calculate_metric(struct) == {"genrecall@2": 0.0, "genrecall@3": 1.0}
     assert metrics.GenNDCG(config).calculate_metric(struct) == {"genndcg@2": 0.0, "genndcg@3": round(1 / math.log2(4), 6)}
 
 
+def test_gen_recall_averages_samples_then_targets_then_users():
+    # user 0: samples e0 and e1, targets items 1 and 2: ranks [[1, 2], [2, 1]] -> recall@1 = 0.5
+    # user 1: one sample e3, target item 4: rank 1 -> 1.0
+    shown = torch.stack([torch.stack([E[0], E[1]]), torch.stack([E[3], E[3]])])
+    batch = inputs(shown, torch.tensor([[0, 1], [0, 2], [1, 4]]))
+    ranks = metrics.target_ranks(batch)
+    per_user = metrics.per_user_mean(metrics.GenRecall.score(ranks, 1).mean(dim=1), batch.target[:, 0], batch.n_users)
+    assert per_user.tolist() == [0.5, 1.0]
+
+
 def test_novelty():
-    assert metrics.novelty(torch.stack([E[3]]), CATALOG) == pytest.approx(0.0)
+    assert metrics.novelty(inputs(torch.stack([E[3]]), [1])) == pytest.approx(0.0)
     # (e0+e1)/sqrt2 is 1/sqrt2 from its nearest items
-    assert metrics.novelty(torch.stack([E[0] + E[1]]), CATALOG) == pytest.approx(1 - 1 / math.sqrt(2))
+    assert metrics.novelty(inputs(torch.stack([E[0] + E[1]]), [1])) == pytest.approx(1 - 1 / math.sqrt(2))
+    # the placeholder is no catalog item: showing e4 is as novel as it gets
+    assert metrics.novelty(inputs(torch.stack([E[4]]), [1])) == pytest.approx(1.0)
 
 
 def test_diversity_on_known_angles():
-    gen = torch.stack([E[0], E[1], E[0]])
+    shown = torch.stack([E[0], E[1], E[0]])
     # pairs: (e0,e1) 1, (e0,e0) 0, (e1,e0) 1 -> mean 2/3
-    assert metrics.diversity(gen) == pytest.approx(2 / 3)
-    assert metrics.diversity(gen[:1]) == 0.0
+    assert metrics.diversity(inputs(shown, [1, 1, 1])) == pytest.approx(2 / 3)
+    assert metrics.diversity(inputs(shown[:1], [1])) == 0.0
+    # with samples: user 0 shows e0 and e1, user 1 shows e0 twice: mean over sample pairs of 1 - sim = 0.5
+    shown = torch.stack([torch.stack([E[0], E[1]]), torch.stack([E[0], E[0]])])
+    assert metrics.diversity(inputs(shown, [1, 1])) == pytest.approx(0.5)
 
 
-def test_frechet_distance():
+def test_frechet_distance_is_zero_for_equal_samples_and_exact_for_shifts():
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(200, 3, generator=generator, dtype=torch.float64)
     assert metrics.frechet_distance(x, x) == pytest.approx(0.0, abs=1e-6)
@@ -81,20 +117,62 @@ def test_frechet_distance():
     assert metrics.frechet_distance(x, x + shift) == pytest.approx(1 + 4 + 0.25, abs=1e-6)
 
 
+def test_frechet_distance_matches_scipy_sqrtm_where_that_is_well_posed():
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(500, 6, generator=generator, dtype=torch.float64)
+    y = torch.randn(400, 6, generator=generator, dtype=torch.float64) * 1.5 + 0.3
+    cov_x, cov_y = np.cov(x.numpy(), rowvar=False), np.cov(y.numpy(), rowvar=False)
+    expected = ((x.mean(0) - y.mean(0)) ** 2).sum().item() + np.trace(cov_x + cov_y - 2 * scipy.linalg.sqrtm(cov_x @ cov_y).real)
+    assert metrics.frechet_distance(x, y) == pytest.approx(expected, rel=1e-9)
+
+
+def test_frechet_distance_stays_real_and_finite_with_fewer_rows_than_dimensions():
+    generator = torch.Generator().manual_seed(2)
+    x = torch.randn(20, 64, generator=generator, dtype=torch.float64)  # singular covariances
+    y = torch.randn(30, 64, generator=generator, dtype=torch.float64)
+    distance = metrics.frechet_distance(x, y)
+    assert math.isfinite(distance) and distance > 0
+    assert metrics.frechet_distance(x, x) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fd_compares_with_the_users_targets_and_reports_its_floor():
+    generator = torch.Generator().manual_seed(3)
+    n = 400
+    target = torch.randint(1, 5, (n,), generator=generator)
+    copy_of_target = E[target - 1]  # every user shown exactly their next item
+    uniform = E[torch.randint(0, 4, (n,), generator=generator)]
+    popular_target = torch.where(torch.rand(n, generator=generator) < 0.7, 1, target)  # users mostly move to item 1
+    assert metrics.target_fd(inputs(E[popular_target - 1], popular_target)) == pytest.approx(0.0, abs=1e-9)
+    assert metrics.target_fd(inputs(uniform, popular_target)) > 0.1  # showing the uniform catalog is not what users pick
+    floor = metrics.target_fd_floor(inputs(copy_of_target, target), seed=0)
+    assert 0 < floor < 0.1
+    config = {"metric_decimal_place": 6, "seed": 0}
+    struct = DataStruct()
+    for key, value in (("gen.shown", uniform.unsqueeze(1)), ("gen.catalog", CATALOG), ("gen.has_content", HAS_CONTENT),
+                       ("gen.target", torch.stack([torch.arange(n), popular_target], dim=1))):
+        struct.set(key, value)
+    result = metrics.FD(config).calculate_metric(struct)
+    assert set(result) == {"fd", "fd_floor"}
+    # The uniform-catalog FD is where showing uniformly random items is best.
+    assert metrics.CatalogFD(config).calculate_metric(struct)["catalogfd"] < 0.05
+
+
 def test_registered_metrics_run_in_recboles_evaluator():
     register_generative_metrics()
     config = {"metrics": ["TargetSim", "GenRecall", "FD", "Recall"], "topk": [1], "metric_decimal_place": 4,
               "seed": 0, "personal_lift_samples": 2}
     struct = DataStruct()
-    struct.set("gen.emb", torch.stack([E[0], E[1]]))
+    struct.set("gen.shown", torch.stack([E[0], E[1]]).unsqueeze(1))
     struct.set("gen.catalog", CATALOG)
-    struct.set("gen.target", torch.tensor([1, 3]))
+    struct.set("gen.has_content", HAS_CONTENT)
+    struct.set("gen.target", torch.tensor([[0, 1], [1, 3]]))
     struct.set("rec.topk", torch.tensor([[1, 1], [0, 1]]))  # top-1 hit for user 0 only; one positive each
     result = Evaluator(config).evaluate(struct)
     assert result["targetsim"] == 0.5  # 1 and 0
     assert result["genrecall@1"] == 0.5
     assert result["recall@1"] == 0.5
     assert result["fd"] >= 0
+    assert math.isnan(result["fd_floor"])  # one target per half: no covariance to compare, and no crash
 
 
 def test_bootstrap_interval_covers_the_mean_and_shrinks_with_more_users():

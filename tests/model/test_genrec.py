@@ -7,6 +7,7 @@ from recbole.utils import init_seed
 from transformers import GenerationConfig
 
 from recbole_gen.config import Config
+from recbole_gen.model.sampling import split_seed
 from recbole_gen.model.sequential_recommender.genrec import GenRec
 from recbole_gen.quick_start import load_data_and_model, run_recbole_gen
 
@@ -68,7 +69,7 @@ def test_guidance_zero_is_unconditional_sampling(genrec_config):
 
     def sample(cond, scale, seed=7):
         config = GenerationConfig(do_sample=True, temperature=1.0, top_k=0, guidance_scale=scale, max_new_tokens=64)
-        return model.sample_codes(cond, config, torch.Generator().manual_seed(seed))
+        return model.sample_codes(cond, torch.rand(len(cond), 64, generator=torch.Generator().manual_seed(seed)), config)
 
     unconditional = sample(null, 1.0)
     assert torch.equal(sample(condition, 0.0), unconditional)
@@ -92,25 +93,44 @@ def trainer_test_data(trainer):
     return data_preparation(trainer.config, create_dataset(trainer.config))[2]
 
 
-def test_run_scores_the_generated_images_and_writes_galleries(genrec_config):
-    config = {**genrec_config, "epochs": 2, "metrics": ["Recall", "NDCG", "TargetSim", "FD"]}
+def test_a_users_samples_depend_on_neither_batch_nor_batch_size(genrec_config):
+    _, model, _, test_data = build(genrec_config)
+    model.eval()
+    batch = first_batch(test_data)
+    together = model.generate(batch, num_samples=3, seed=11).codes.view(len(batch), 3, -1)
+    alone = model.generate(batch[torch.tensor([4])], num_samples=3, seed=11).codes
+    assert torch.equal(together[4], alone)
+    assert not torch.equal(together[4], model.generate(batch[torch.tensor([4])], num_samples=3, seed=12).codes)
+    assert not torch.equal(together[4, 0], together[4, 1])  # the samples of a user differ from each other
+
+
+def test_run_scores_k_generated_images_per_user_and_writes_galleries(genrec_config):
+    config = {**genrec_config, "epochs": 2, "eval_samples": 3, "metrics": ["Recall", "NDCG", "TargetSim", "FD"],
+              "valid_metric": "TargetSim", "metric_decimal_place": 6}
     result = run_recbole_gen(model="GenRec", dataset="tiny", config_dict=config)
     trainer = result["trainer"]
     # two validations and the test, each with a gallery
     assert [path.rsplit("-", 1)[-1] for path in trainer.gallery_files] == ["epoch000.png", "epoch001.png", "test.png"]
-    # TargetSim is the similarity of each test user's generated image (not a catalog item) to the target
-    catalog = trainer.eval_collector.data_struct.get("gen.catalog")
+    # TargetSim: each test user's 3 generated images (not catalog items) against the next item, averaged
+    catalog = trainer.catalog.embeddings
     model = trainer.model.eval()
+    test_seed = split_seed(trainer.config["eval_seed"], "test")
+    assert test_seed != split_seed(trainer.config["eval_seed"], "valid")
     sims = []
     with torch.no_grad():
         for interaction, _, _, positive_i in trainer_test_data(trainer):
-            model.full_sort_predict(interaction)
-            generated = trainer.item_encoder.encode_images(model.last_generation.images)
-            assert (generated @ catalog.T).max() < 0.9999
-            sims.append(torch.nn.functional.cosine_similarity(generated, catalog[positive_i], dim=1))
-    assert abs(torch.cat(sims).mean().item() - result["test_result"]["targetsim"]) < 1e-4
+            generation = model.generate(interaction, num_samples=3, seed=test_seed)
+            generated = trainer.catalog.encoder.encode_images(generation.images).view(len(interaction), 3, -1)
+            assert (generated.flatten(0, 1) @ catalog.T).max() < 0.9999
+            sims.append((generated * catalog[positive_i].unsqueeze(1)).sum(-1).mean(1))
+    assert abs(torch.cat(sims).mean().item() - result["test_result"]["targetsim"]) < 1e-5
     ceiling = trainer.ceiling_result
     assert ceiling["recall@10"] == 1.0  # the oracle's own reconstruction is nearest to its target
+
+
+def test_sampled_evaluation_is_refused(genrec_config):
+    with pytest.raises(ValueError, match="eval_args mode 'full'"):
+        build({**genrec_config, "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "uni100"}})
 
 
 @pytest.mark.parametrize("user_encoder", ["GRU4Rec", "BERT4Rec"])

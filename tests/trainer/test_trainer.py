@@ -1,6 +1,7 @@
 """Generative evaluation inside RecBole trainers: the values, and the catalog computed once a run."""
 
 import numpy as np
+import pytest
 import torch
 from recbole.trainer import Trainer
 
@@ -49,3 +50,19 @@ def test_catalog_is_embedded_once_per_run(fast_config, monkeypatch):
     monkeypatch.setattr(trainer_module, "catalog_encoder", counting)
     run_recbole_gen(model="GRU4Rec", dataset="tiny", config_dict={**fast_config, "epochs": 3})
     assert len(calls) == 1  # three validations and one test
+
+
+@pytest.mark.parametrize("model", ["SASRec", "GenRec"])
+def test_evaluation_leaves_every_random_stream_alone(genrec_config, tiny_dataset, model):
+    from recbole.data import create_dataset, data_preparation
+
+    config = {**genrec_config, "epochs": 1, "gallery_users": 2}
+    trainer = run_recbole_gen(model=model, dataset="tiny", config_dict=config)["trainer"]
+    _, valid_data, test_data = data_preparation(trainer.config, create_dataset(trainer.config))
+    fresh = type(trainer)(trainer.config, trainer.model)
+    fresh.config["encoder_cache_dir"] = str(tiny_dataset / "cold_encoder_cache")  # evaluation fits the encoder again
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    fresh.evaluate(valid_data, load_best_model=False)
+    fresh.evaluate(test_data, load_best_model=False)
+    assert torch.equal(before, torch.get_rng_state())

@@ -9,12 +9,17 @@ Recommender Paradigm" (GeneRec, Wang et al., 2023), with a sequential recommende
 Data flow: history -> user encoder (any RecBole sequential model, ``user_encoder``) -> condition
 (``n_cond_tokens`` soft tokens + the last ``n_history_images`` history images) -> generator (a causal
 LM over the image tokenizer's codes) -> codes -> image. Loss: the user encoder's own recommendation
-loss (unless frozen) + cross-entropy on the next item's image codes. ``full_sort_predict`` generates
-one image per user and scores the catalog by similarity to it in the tokenizer's codebook space, so
-RecBole's ranking metrics apply unchanged; the generated images themselves are kept for the
-generative metrics (see recbole_gen.trainer.GenRecTrainer).
+loss (unless frozen) + cross-entropy on the next item's image codes. ``generate`` returns the sampled
+codes and images (a :class:`Generation`); ``score_catalog`` ranks the catalog by similarity to them in
+the tokenizer's codebook space, so RecBole's ranking metrics apply unchanged (``full_sort_predict`` is
+the two together). ``GenRecTrainer`` generates once per user and evaluation and scores the same images
+with the generative metrics.
+
+A checkpoint is self-contained: the tokenizer's weights and every item's codes are in its state dict
+and the architecture's configs in ``components`` (see :meth:`GenRec.from_checkpoint`).
 """
 
+import json
 import logging
 from dataclasses import dataclass
 
@@ -26,9 +31,10 @@ from torch import nn
 from transformers import GenerationConfig
 from transformers.generation.logits_process import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper
 
-from recbole_gen.data.item_content import ItemContent
+from recbole_gen.data.item_content import item_content
 from recbole_gen.model.condition import UserCondition
-from recbole_gen.model.generator import build_generator
+from recbole_gen.model.generator import build_generator, generator_components, generator_from_components
+from recbole_gen.model.sampling import row_uniforms
 from recbole_gen.model.user_encoder import build_user_encoder, embedding_size, recommendation_loss, user_embedding
 
 logger = logging.getLogger(__name__)
@@ -42,24 +48,40 @@ class Generation:
 
 class GenRec(SequentialRecommender):
     input_type = InputType.POINTWISE
+    other_parameter_name = ["components"]
 
-    def __init__(self, config, dataset):
+    def __init__(self, config, dataset, components=None):
+        """``components`` (from a checkpoint): build the architecture they describe for the checkpoint's
+        weights, fitting and reading nothing; None: load or fit the tokenizer and code the catalog."""
         super().__init__(config, dataset)
-        self.user_encoder = build_user_encoder(config, dataset)
+        modes = config["eval_args"]["mode"]
+        if set(modes.values()) != {"full"}:
+            raise ValueError(
+                f"GenRec generates one image per user and ranks the whole catalog: it needs eval_args mode 'full', "
+                f"got {modes}"
+            )
+        restoring = components is not None
+        self.user_encoder = build_user_encoder(config, dataset, load_weights=not restoring)
         self.freeze_user_encoder = config["freeze_user_encoder"]
         self.user_encoder.requires_grad_(not self.freeze_user_encoder)
         self.rec_loss_weight = config["rec_loss_weight"]
 
-        content = ItemContent(config, dataset)
-        self.generator = build_generator(config, content).to(config["device"])
-        tokenizer = self.generator.tokenizer
-        self.register_buffer("item_codes", tokenizer.encode(content.images).cpu())
-        self.register_buffer("has_image", content.has_image.clone())
-        if content.n_missing:
-            logger.warning(
-                f"GenRec: {content.n_missing} items have no image; interactions with them as the next item train "
-                "the user encoder but not the generator"
-            )
+        if restoring:
+            self.generator = generator_from_components(config, components).to(config["device"])
+            item_codes = torch.zeros(self.n_items, self.generator.tokenizer.n_tokens, dtype=torch.long)
+            has_image = torch.zeros(self.n_items, dtype=torch.bool)
+        else:
+            content = item_content(config, dataset)
+            self.generator = build_generator(config, content).to(config["device"])
+            item_codes, has_image = self.generator.tokenizer.encode(content.images).cpu(), content.has_image.clone()
+            if content.n_missing:
+                logger.warning(
+                    f"GenRec: {content.n_missing} items have no image; interactions with them as the next item train "
+                    "the user encoder but not the generator"
+                )
+        self.register_buffer("item_codes", item_codes)
+        self.register_buffer("has_image", has_image)
+        self.components = json.dumps(generator_components(self.generator))
 
         hidden = self.generator.hidden_size
         self.condition = UserCondition(
@@ -72,11 +94,15 @@ class GenRec(SequentialRecommender):
             temperature=config["gen_temperature"],
             top_k=config["gen_top_k"],
             guidance_scale=config["guidance_scale"],
-            max_new_tokens=tokenizer.n_tokens,
+            max_new_tokens=self.tokenizer.n_tokens,
         )
-        self.eval_seed = config["seed"]
-        self.last_generation = None
-        self.oracle = False  # True: full_sort_predict "generates" the target's reconstruction
+        self.eval_samples = config["eval_samples"]
+        self.eval_seed = config["eval_seed"]
+
+    @classmethod
+    def from_checkpoint(cls, config, dataset, checkpoint):
+        """The model of a checkpoint's ``other_parameter['components']``, ready for its state dict."""
+        return cls(config, dataset, components=json.loads(checkpoint["other_parameter"]["components"]))
 
     @property
     def tokenizer(self):
@@ -136,11 +162,13 @@ class GenRec(SequentialRecommender):
 
     # -- sampling ----------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample_codes(self, condition, generation_config=None, generator=None):
+    def sample_codes(self, condition, uniforms, generation_config=None):
         """Sample ``(B, n_tokens)`` codes with a KV cache; classifier-free guidance against the null condition.
 
-        Guidance follows ``logits = uncond + guidance_scale * (cond - uncond)``: 1 is plain conditional
-        sampling, 0 is unconditional; only the branches a scale needs are computed.
+        ``uniforms`` ``(B, n_tokens)`` in [0, 1): row b's code at step t is drawn by inverting the step's
+        CDF at ``uniforms[b, t]``, so each row's sample depends on its own numbers only. Guidance follows
+        ``logits = uncond + guidance_scale * (cond - uncond)``: 1 is plain conditional sampling, 0 is
+        unconditional; only the branches a scale needs are computed.
         """
         config = generation_config or self.generation_config
         scale = 1.0 if config.guidance_scale is None else config.guidance_scale
@@ -152,6 +180,7 @@ class GenRec(SequentialRecommender):
             warpers.append(TemperatureLogitsWarper(config.temperature))
             if config.top_k:
                 warpers.append(TopKLogitsWarper(config.top_k))
+        uniforms = uniforms.to(condition.device)
         hidden, cache = self.generator(self._prefix(torch.cat(branches)), use_cache=True)
         codes = []
         for step in range(config.max_new_tokens):
@@ -160,8 +189,9 @@ class GenRec(SequentialRecommender):
                 conditional, unconditional = logits.chunk(2)
                 logits = unconditional + scale * (conditional - unconditional)
             if config.do_sample:
-                probs = warpers(None, logits).softmax(dim=-1)
-                code = torch.multinomial(probs, 1, generator=generator)
+                cdf = warpers(None, logits).softmax(dim=-1).double().cumsum(dim=-1)
+                point = (uniforms[:, step] * cdf[:, -1]).unsqueeze(1)
+                code = torch.searchsorted(cdf, point, right=True).clamp(max=logits.shape[-1] - 1)
             else:
                 code = logits.argmax(dim=-1, keepdim=True)
             codes.append(code)
@@ -170,13 +200,13 @@ class GenRec(SequentialRecommender):
         return torch.cat(codes, dim=1)
 
     @torch.no_grad()
-    def generate(self, interaction, num_samples=1, generation_config=None, seed=None):
-        """``num_samples`` images per row of ``interaction`` (rows' samples adjacent), seeded."""
+    def generate(self, interaction, num_samples=1, generation_config=None, seed=0):
+        """``num_samples`` images per row of ``interaction`` (rows' samples adjacent). Sample j of a user
+        depends only on ``seed``, the user's id and j (see :mod:`recbole_gen.model.sampling`)."""
         condition = self.condition_tokens(interaction).repeat_interleave(num_samples, dim=0)
-        generator = None
-        if seed is not None:
-            generator = torch.Generator(device=condition.device).manual_seed(int(seed))
-        codes = self.sample_codes(condition, generation_config, generator)
+        users = interaction[self.USER_ID].cpu().numpy()
+        uniforms = row_uniforms(seed, users, num_samples, self.tokenizer.n_tokens)
+        codes = self.sample_codes(condition, uniforms, generation_config)
         return Generation(codes=codes, images=self.tokenizer.decode(codes))
 
     # -- RecBole -----------------------------------------------------------------------------------
@@ -186,16 +216,17 @@ class GenRec(SequentialRecommender):
         codes = self.item_codes[interaction[self.ITEM_ID]]
         return Generation(codes=codes, images=self.tokenizer.decode(codes))
 
-    def full_sort_predict(self, interaction):
-        if self.oracle:
-            self.last_generation = self.reconstruct_targets(interaction)
-        else:
-            # Seeded by the batch's first user: a user's generated item does not depend on earlier batches.
-            seed = self.eval_seed + int(interaction[self.USER_ID][0])
-            self.last_generation = self.generate(interaction, seed=seed)
-        generated = F.normalize(self.tokenizer.code_vectors(self.last_generation.codes).float(), dim=-1)
+    def score_catalog(self, codes):
+        """``(B, n_items)`` scores of the catalog against ``(B, k, n_tokens)`` generated codes: the mean over
+        the k samples of the cosine between codebook vectors."""
+        batch, samples, _ = codes.shape
+        generated = F.normalize(self.tokenizer.code_vectors(codes.flatten(0, 1)).float(), dim=-1)
         catalog = F.normalize(self.tokenizer.code_vectors(self.item_codes).float(), dim=-1)
-        return generated @ catalog.T
+        return (generated @ catalog.T).view(batch, samples, -1).mean(dim=1)
+
+    def full_sort_predict(self, interaction):
+        generation = self.generate(interaction, self.eval_samples, seed=self.eval_seed)
+        return self.score_catalog(generation.codes.view(len(interaction), self.eval_samples, -1))
 
     def predict(self, interaction):
         scores = self.full_sort_predict(interaction)

@@ -1,0 +1,104 @@
+"""Fitting artifacts on a catalog (the image tokenizer, the item encoder): one home for the mechanics.
+
+- :func:`cached_fit`: fit once into a folder named by a digest of everything the fit depends on
+  (content, settings, the fitting code's version, library versions), written to a staging folder and
+  renamed into place, so an interrupted fit never leaves a folder a later run would trust.
+- :func:`isolated_rng`: fitting draws random numbers from its own seed and leaves every device's
+  random stream as it was, so a cold-cache run trains exactly like a warm-cache one.
+- :func:`atomic_file`: write a file through a temporary sibling and rename it into place.
+- :func:`fit_minibatches`: the shuffled mini-batch loop with a progress bar both fits use.
+"""
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+KEY_FILE = "cache_key.json"
+
+
+@contextlib.contextmanager
+def atomic_file(path):
+    """Yield a temporary path next to ``path``; on success it replaces ``path`` in one rename."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, staging = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        yield staging
+        os.replace(staging, path)
+    except BaseException:
+        if os.path.exists(staging):
+            os.remove(staging)
+        raise
+
+
+@contextlib.contextmanager
+def isolated_rng(seed):
+    """Seed torch (CPU and every CUDA device) with ``seed`` inside the block; restore all states after."""
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def cache_digest(key):
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cache_folder(cache_dir, prefix, key):
+    """Where :func:`cached_fit` keeps the artifact of ``key``."""
+    return os.path.join(cache_dir, f"{prefix}-{cache_digest(key)}")
+
+
+def cached_fit(cache_dir, prefix, key, fit, seed):
+    """The folder :func:`cache_folder` names, made by ``fit(folder)`` unless it exists.
+
+    ``fit`` writes everything into the (staging) folder it is given and runs under
+    :func:`isolated_rng` with ``seed``. ``key`` (JSON-able) is saved beside the artifact.
+    """
+    out_dir = cache_folder(cache_dir, prefix, key)
+    if os.path.isdir(out_dir):
+        logger.info(f"Cached fit: {out_dir}")
+        return out_dir
+    os.makedirs(cache_dir, exist_ok=True)
+    staging = tempfile.mkdtemp(dir=cache_dir, prefix=f".{prefix}-")
+    try:
+        with isolated_rng(seed):
+            fit(staging)
+        with open(os.path.join(staging, KEY_FILE), "w") as f:
+            json.dump(key, f, indent=2, sort_keys=True)
+        if os.path.isdir(out_dir):  # another run finished the same fit first
+            shutil.rmtree(staging)
+        else:
+            os.replace(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def fit_minibatches(indices, batch_size, epochs, generator, step, desc, show_progress):
+    """Run ``step(batch)`` over shuffled mini-batches of ``indices`` for ``epochs`` epochs, with a progress bar.
+
+    ``step`` trains on one batch and returns its loss (a float), or None to skip the batch. Returns the
+    mean loss of each epoch.
+    """
+    from tqdm import tqdm
+
+    losses = []
+    progress = tqdm(range(epochs), desc=desc, ncols=100, disable=not show_progress)
+    for _ in progress:
+        order = indices[torch.randperm(len(indices), generator=generator)]
+        batch_losses = [step(order[start : start + batch_size]) for start in range(0, len(order), batch_size)]
+        batch_losses = [loss for loss in batch_losses if loss is not None]
+        losses.append(sum(batch_losses) / len(batch_losses))
+        progress.set_postfix(loss=f"{losses[-1]:.4f}")
+    return losses
