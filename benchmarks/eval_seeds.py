@@ -2,9 +2,10 @@
 
     python benchmarks/eval_seeds.py --checkpoint saved/GenRec-....pth --split valid --seeds 10 --guidance_scales 3 1 0
 
-GenRec shows each user one sampled image, so its generative metrics depend on the sampling seed. This
-script re-scores the same checkpoint with ``--seeds`` different seeds per guidance scale (0 is
-unconditional sampling: the user is ignored) and prints the mean and standard deviation over seeds.
+GenRec shows each user sampled images (``eval_samples`` per user), so its generative metrics depend on
+the sampling seed. This script re-scores the same checkpoint with ``--seeds`` different seeds per
+guidance scale (0 is unconditional sampling: the user is ignored) and prints the mean and standard
+deviation over seeds. The validation split is the default; use the test split only for final rows.
 """
 
 import argparse
@@ -27,11 +28,11 @@ def load_genrec(checkpoint, flag="--checkpoint"):
     return config, model, trainer, valid_data, test_data
 
 
-def score_seeds(trainer, model, data, seeds):
-    """The trainer's evaluation of ``data`` once per sampling seed in ``seeds``."""
+def score_seeds(trainer, data, seeds):
+    """The trainer's evaluation of ``data`` once per sampling seed (``eval_seed``) in ``seeds``."""
     results = []
     for seed in seeds:
-        model.eval_seed = seed
+        trainer.config["eval_seed"] = seed
         results.append(trainer.evaluate(data, load_best_model=False))
     return results
 
@@ -52,12 +53,13 @@ def main():
     config, model, trainer, valid_data, test_data = load_genrec(args.checkpoint)
     data = valid_data if args.split == "valid" else test_data
     seeds = range(config["seed"], config["seed"] + args.seeds)
-    print(f"{args.split} split, {args.seeds} sampling seeds ({seeds[0]}..{seeds[-1]}), temperature {model.generation_config.temperature}, top-k {model.generation_config.top_k}")
+    print(f"{args.split} split, {args.seeds} sampling seeds ({seeds[0]}..{seeds[-1]}), {config['eval_samples']} images per user, "
+          f"temperature {model.generation_config.temperature}, top-k {model.generation_config.top_k}")
     print("| guidance | " + " | ".join(f"{key} mean (sd)" for key in SHOWN) + " | per seed targetsim |")
     print("|---|" + "---|" * (len(SHOWN) + 1))
     for scale in args.guidance_scales:
         model.generation_config.update(guidance_scale=scale)
-        results = score_seeds(trainer, model, data, seeds)
+        results = score_seeds(trainer, data, seeds)
         cells = ["%.4f (%.4f)" % mean_sd([float(result[key]) for result in results]) for key in SHOWN]
         per_seed = ", ".join(f"{float(result['targetsim']):.4f}" for result in results)
         print(f"| {scale:g} | " + " | ".join(cells) + f" | {per_seed} |", flush=True)

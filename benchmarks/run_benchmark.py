@@ -1,18 +1,20 @@
-"""Benchmark RecBole sequential models and reference rules under one config and one item encoder.
+"""Benchmark RecBole models, reference rules and generators under one config, in one or more evaluation spaces.
 
-Each model is trained once (same data split, same epoch budget) and its best-validation checkpoint is
-then tested in every content setting given by --content (e.g. rendered cards and real posters), each
-scored with its own frozen item encoder. Every model runs in a subprocess of its own, so the peak
-memory reported is that model's. Writes one markdown table per content setting plus the validation
-curves.
+Each model is trained once (same data split, same epoch budget, checkpoint chosen on the validation
+split) and its best-validation checkpoint is then tested, on the test split, in every content setting
+(--content: rendered cards, real posters) and every evaluation space (--spaces: the item encoder fitted
+on that catalog against item texts, "identity", or against fields many items share, "semantic").
+Generators (GenRec) are tested under --sampling_seeds sampling seeds and reported as mean (sd).
+Every model runs in a subprocess of its own, so the peak memory reported is that model's.
 
-    python benchmarks/run_benchmark.py --dataset ml-100k --models SASRec GRU4Rec BERT4Rec \
-        --references --epochs 5 --content cards posters=../shared/data/ml-100k-posters/images \
-        --out docs/benchmark_ml-100k.md
+    python benchmarks/run_benchmark.py --dataset ml-100k --models SASRec GRU4Rec BERT4Rec GenRec --references \
+        --epochs 8 --content posters=../shared/data/ml-100k-posters/images --spaces identity semantic \
+        --sampling_seeds 5 --out docs/benchmark_ml-100k.md
 
-Models that generate (GenRec) also get a tokenizer-ceiling row (every user shown the reconstruction of
-their own next item) and a summary of the generator targets: epoch time against SASRec's, time to
-generate one image per test user, peak memory, FD against the ceiling's, PersonalLift's interval.
+Reference rows need no training: RandomItem (chance), PopItem (popularity), LastItem (repetition) and
+TargetItem, which cheats by showing each user their own next item: what a metric gives a perfect row.
+Models that generate also get a tokenizer-ceiling row (every user shown the reconstruction of their
+own next item). --reuse takes a model's result from an earlier run with the same settings.
 """
 
 import argparse
@@ -20,15 +22,20 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
 
 import torch
 
-REFERENCES = ["RandomItem", "PopItem", "LastItem"]
-CONTENT_METRICS = ["targetsim", "historysim", "personallift", "genrecall@10", "genndcg@10", "novelty", "diversity", "fd"]
-RANKING_METRICS = ["recall@10", "ndcg@10"]
+REFERENCES = ["RandomItem", "PopItem", "LastItem", "TargetItem"]
+CHEATS = {"TargetItem"}
+COLUMNS = ["recall@10", "ndcg@10", "targetsim", "personallift", "historysim", "genrecall@10", "novelty", "diversity",
+           "fd", "catalogfd"]
+SPACES = {"identity": {}, "semantic": None}  # semantic: {"encoder_fit_text_fields": --semantic_fields}
+# Settings a reused result must share with the current command.
+SETTING_KEYS = ("dataset", "epochs", "seed", "content", "spaces", "semantic_fields", "sampling_seeds", "set", "config_files")
 
 
 def parse_content(specs):
@@ -42,33 +49,66 @@ def parse_content(specs):
     return content
 
 
+def parse_spaces(specs, semantic_fields):
+    """'identity', 'semantic' or 'NAME=JSON' (config overrides of the item encoder) -> {name: overrides}."""
+    spaces = {}
+    for spec in specs:
+        name, _, overrides = spec.partition("=")
+        if overrides:
+            spaces[name] = json.loads(overrides)
+        elif name == "semantic":
+            spaces[name] = {"encoder_fit_text_fields": semantic_fields}
+        elif name in SPACES:
+            spaces[name] = SPACES[name]
+        else:
+            raise SystemExit(f"--spaces {spec}: not 'identity', 'semantic' or NAME=JSON")
+    return spaces
+
+
+def settings_of(args, model):
+    return {"model": model, **{key: getattr(args, key) for key in SETTING_KEYS}}
+
+
+def git_commit():
+    """The commit of this script's checkout, '+uncommitted' if tracked files were changed."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, cwd=here).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=here).stdout.strip()
+        return commit + ("+uncommitted" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def run_model(model, args):
-    """Train ``model`` and test it in every content setting; returns a JSON-able result."""
+    """Train ``model`` and test it in every content setting and space; returns a JSON-able result."""
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_logger, init_seed
 
     from recbole_gen.config import Config
-    from recbole_gen.utils import get_model, get_trainer
+    from recbole_gen.quick_start import build_model
+    from recbole_gen.utils import get_trainer
 
     content = parse_content(args.content)
-    first = next(iter(content))
+    spaces = parse_spaces(args.spaces, args.semantic_fields)
+    first_content, first_space = next(iter(content)), next(iter(spaces))
     base = {"epochs": args.epochs, "seed": args.seed, "show_progress": False, "stopping_step": args.epochs}
     for pair in args.set:
         key, _, value = pair.partition("=")
         base[key] = json.loads(value)
 
-    def config_for(name):
-        return Config(model=model, dataset=args.dataset, config_file_list=args.config_files,
-                      config_dict={**base, "image_dir": content[name]})
+    def config_for(name, space):
+        return Config(model=model, dataset=args.dataset, config_file_list=args.config_files, read_command_line=False,
+                      config_dict={**base, "image_dir": content[name], **spaces[space]})
 
-    config = config_for(first)
+    config = config_for(first_content, first_space)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     init_seed(config["seed"], config["reproducibility"])
     start = time.perf_counter()  # GenRec fits (or loads) its image tokenizer here
-    recommender = get_model(model)(config, train_data._dataset).to(config["device"])
+    recommender = build_model(config, train_data._dataset)
     setup_seconds = time.perf_counter() - start
     trainer = get_trainer(config["MODEL_TYPE"], model)(config, recommender)
 
@@ -89,23 +129,34 @@ def run_model(model, args):
     trainer._train_epoch, trainer._valid_epoch = timed_train_epoch, recorded_valid_epoch
     trainer.fit(train_data, valid_data, saved=True, show_progress=False)  # reference rules: one validation
     checkpoint = trainer.saved_model_file
+    generates = hasattr(recommender, "generate")
+    seeds = [args.seed + i for i in range(args.sampling_seeds)] if generates else [args.seed]
     results = {}
     for name in content:
-        if name != first:  # a fresh trainer scores in this setting's encoder space
-            trainer = get_trainer(config["MODEL_TYPE"], model)(config_for(name), recommender)
-        trainer.prepare_catalog(test_data._dataset)  # the one-off encoder fit is not evaluation time
-        start = time.perf_counter()
-        test = trainer.evaluate(test_data, load_best_model=True, model_file=checkpoint)
-        results[name] = {"test": {k: float(v) for k, v in test.items()}, "eval_seconds": time.perf_counter() - start}
-        if getattr(trainer, "ceiling_result", None):
-            results[name]["ceiling"] = {k: float(v) for k, v in trainer.ceiling_result.items()}
-    generation = time_generation(recommender, test_data, config["seed"]) if hasattr(recommender, "generate") else None
+        results[name] = {}
+        for space in spaces:
+            space_config = config_for(name, space)
+            space_config["gallery_users"] = 0
+            tester = get_trainer(config["MODEL_TYPE"], model)(space_config, recommender)
+            tester.prepare_catalog(test_data._dataset)  # the one-off encoder fit is not evaluation time
+            tests, seconds = [], []
+            for seed in seeds:
+                space_config["eval_seed"] = seed
+                start = time.perf_counter()
+                tests.append({k: float(v) for k, v in tester.evaluate(test_data, load_best_model=True, model_file=checkpoint).items()})
+                seconds.append(time.perf_counter() - start)
+            entry = {"test": tests, "eval_seconds": statistics.mean(seconds), "eval_seeds": seeds}
+            if getattr(tester, "ceiling_result", None):
+                entry["ceiling"] = {k: float(v) for k, v in tester.ceiling_result.items()}
+            results[name][space] = entry
+    generation = time_generation(recommender, test_data, config["seed"]) if generates else None
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if torch.cuda.is_available():
         peak_mib = max(peak_mib, torch.cuda.max_memory_allocated() / 2**20)
-    return {"model": model, "trained": bool(epoch_seconds), "epoch_seconds": epoch_seconds, "valid_curve": curve,
-            "results": results, "peak_mib": peak_mib, "valid_metric": config["valid_metric"].lower(),
-            "setup_seconds": setup_seconds, "generation": generation}
+    return {"model": model, "settings": settings_of(args, model), "source": {"date": time.strftime("%Y-%m-%d %H:%M"), "commit": git_commit()},
+            "trained": bool(epoch_seconds), "epoch_seconds": epoch_seconds, "valid_curve": curve, "results": results,
+            "peak_mib": peak_mib, "valid_metric": config["valid_metric"].lower(), "valid_metric_bigger": config["valid_metric_bigger"],
+            "eval_samples": config["eval_samples"] if generates else None, "setup_seconds": setup_seconds, "generation": generation}
 
 
 def time_generation(model, test_data, seed):
@@ -133,15 +184,40 @@ def _fmt(value, digits=4):
     return "-" if value is None else f"{value + 0.0:.{digits}f}"  # + 0.0: no "-0.0000"
 
 
+def mean_sd(tests, key):
+    """Mean and sample sd over sampling seeds of ``key`` (sd None for a single seed); None if absent."""
+    values = [test[key] for test in tests if key in test]
+    if not values:
+        return None, None
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def cell(tests, key):
+    mean, sd = mean_sd(tests, key)
+    if mean is None:
+        return "-"
+    return _fmt(mean) + (f" ({sd:.4f})" if sd is not None else "")
+
+
+def lift_cell(tests):
+    mean, sd = mean_sd(tests, "personallift")
+    if mean is None:
+        return "-"
+    low, _ = mean_sd(tests, "personallift_ci95_low")
+    high, _ = mean_sd(tests, "personallift_ci95_high")
+    return cell(tests, "personallift") + (f" [{_fmt(low)}, {_fmt(high)}]" if low is not None else "")
+
+
 def convergence(result):
-    """Best validation epoch and the last epoch's change of the validation metric."""
+    """Best validation epoch and the last epoch's change of the validation metric, in the metric's direction."""
     values = [epoch[result["valid_metric"]] for epoch in result["valid_curve"]]
     if not result["trained"] or not values:
         return "no training"
-    best = max(range(len(values)), key=values.__getitem__) + 1
-    last_gain = values[-1] - values[-2] if len(values) > 1 else float("nan")
-    state = "still improving" if best == len(values) else f"peaked at epoch {best}"
-    return f"{state}; last-epoch change {last_gain:+.4f}"
+    better = max if result.get("valid_metric_bigger", True) else min
+    best = better(range(len(values)), key=values.__getitem__) + 1
+    last_change = values[-1] - values[-2] if len(values) > 1 else float("nan")
+    state = "still improving" if best == len(values) else f"best at epoch {best} of {len(values)}"
+    return f"{result['valid_metric']} {state}; last-epoch change {last_change:+.4f}"
 
 
 def mean_epoch_seconds(result):
@@ -150,80 +226,114 @@ def mean_epoch_seconds(result):
     return sum(seconds) / len(seconds) if seconds else None
 
 
-def generator_summary(results, name):
-    """The generator targets, for every model that generates: speed, memory, and quality against the ceiling."""
+def generator_summary(results, name, space):
+    """Speed, memory and quality against the tokenizer ceiling, for every model that generates."""
     lines = []
     by_model = {r["model"]: r for r in results}
     sasrec = by_model.get("SASRec")
     for result in results:
         if not result.get("generation"):
             continue
-        test = result["results"][name]["test"]
-        ceiling = result["results"][name].get("ceiling", {})
+        entry = result["results"][name][space]
+        tests, ceiling = entry["test"], entry.get("ceiling", {})
         per_epoch = mean_epoch_seconds(result)
-        lines.append(f"{result['model']} ({name}):")
+        lines.append(f"{result['model']} ({name}, {space} space; test split, {len(tests)} sampling seeds, "
+                     f"{result['eval_samples']} images per user each):")
         sasrec_epoch = mean_epoch_seconds(sasrec) if sasrec else None
         if sasrec_epoch and per_epoch:
-            lines.append(f"- training epoch {per_epoch:.1f} s = {per_epoch / sasrec_epoch:.2f}x SASRec's {sasrec_epoch:.1f} s (target <= 2x)")
+            lines.append(f"- training epoch {per_epoch:.1f} s = {per_epoch / sasrec_epoch:.2f}x SASRec's {sasrec_epoch:.1f} s")
         generation = result["generation"]
-        lines.append(f"- one image for each of {generation['users']} test users: {generation['seconds']:.1f} s (target <= 60 s)")
+        lines.append(f"- one image for each of {generation['users']} test users: {generation['seconds']:.1f} s")
         lines.append(f"- setup (model construction, incl. image tokenizer fit or cache load): {result['setup_seconds']:.1f} s")
-        lines.append(f"- peak memory {result['peak_mib'] / 1024:.2f} GiB (target < 8 GiB)")
-        if "fd" in test and ceiling.get("fd"):
-            lines.append(f"- FD {test['fd']:.4f} = {test['fd'] / ceiling['fd']:.2f}x the tokenizer's reconstructions' FD {ceiling['fd']:.4f} (target <= 1.5x)")
-        if "personallift_ci95_low" in test:
-            lines.append(f"- PersonalLift {test['personallift']:.4f}, 95% bootstrap interval over users "
-                         f"[{test['personallift_ci95_low']:.4f}, {test['personallift_ci95_high']:.4f}] (target: excludes 0)")
-        others = {r["model"]: r["results"][name]["test"].get("targetsim") for r in results if r is not result}
-        if "targetsim" in test and others:
+        lines.append(f"- peak memory {result['peak_mib'] / 1024:.2f} GiB")
+        fd, _ = mean_sd(tests, "fd")
+        if fd is not None and ceiling.get("fd"):
+            lines.append(f"- FD to the users' next items {fd:.4f}; the tokenizer ceiling's {ceiling['fd']:.4f}; "
+                         f"the estimator's floor {ceiling.get('fd_floor', float('nan')):.4f}")
+        lift, _ = mean_sd(tests, "personallift")
+        if lift is not None:
+            lows = sum(test["personallift_ci95_low"] > 0 for test in tests)
+            lines.append(f"- PersonalLift {cell(tests, 'personallift')}; its 95% interval excludes 0 on {lows} of {len(tests)} seeds")
+        ours, _ = mean_sd(tests, "targetsim")
+        others = {r["model"]: mean_sd(r["results"][name][space]["test"], "targetsim")[0] for r in results
+                  if r is not result and r["model"] not in CHEATS}
+        if ours is not None and others:
             best = max(others, key=lambda m: others[m])
-            lines.append(f"- TargetSim {test['targetsim']:.4f}; best other row {best} {others[best]:.4f} (target: above every other row)")
+            lines.append(f"- TargetSim {cell(tests, 'targetsim')}; best other (non-cheating) row {best} {others[best]:.4f}")
         lines.append("")
     return lines
 
 
 def valid_metrics(results):
-    """'ndcg@10' when every model selects its checkpoint by it, else 'ndcg@10; GenRec: fd'."""
-    common = results[0]["valid_metric"] if results else "-"
-    others = [f"{r['model']}: {r['valid_metric']}" for r in results if r["valid_metric"] != common]
+    """'ndcg@10' when every trained model selects its checkpoint by it, else 'ndcg@10; GenRec: targetsim'."""
+    trained = [r for r in results if r["trained"]] or results
+    common = statistics.mode([r["valid_metric"] for r in trained]) if trained else "-"
+    others = [f"{r['model']}: {r['valid_metric']}" for r in trained if r["valid_metric"] != common]
     return "; ".join([common] + others)
 
 
-def markdown(results, args, command):
+def markdown(results, args, command, reused):
     content = parse_content(args.content)
+    spaces = parse_spaces(args.spaces, args.semantic_fields)
     lines = [f"# Benchmark: {args.dataset}", "", f"Command: `{command}`", "",
              f"Machine: {machine_description()}. Date: {time.strftime('%Y-%m-%d')}.", "",
-             f"Budget: {args.epochs} training epochs per model (early stopping off), seed {args.seed}, "
-             f"test = each model's best-validation checkpoint (valid metric: {valid_metrics(results)}). Item encoder: eval_encoder="
-             f"{json.dumps(dict(pair.split('=', 1) for pair in args.set)).strip('{}') or 'fit (default)'}; "
-             "each content setting has its own encoder, fitted on that setting's catalog images.", ""]
-    columns = RANKING_METRICS + CONTENT_METRICS + ["personallift_ci95_low", "personallift_ci95_high"]
-    for name, image_dir in content.items():
-        lines += [f"## Content: {name}" + (f" (`image_dir={image_dir}`)" if image_dir else " (rendered metadata cards)"), "",
-                  "| model | " + " | ".join(columns) + " | train s/epoch | epochs | eval s | peak MiB |",
-                  "|---" * (len(columns) + 5) + "|"]
-        for result in results:
-            test = result["results"][name]["test"]
-            lines.append(f"| {result['model']} | " + " | ".join(_fmt(test.get(c)) for c in columns)
-                         + f" | {_fmt(mean_epoch_seconds(result), 1)} | {len(result['epoch_seconds'])} | {_fmt(result['results'][name]['eval_seconds'], 1)}"
-                         + f" | {result['peak_mib']:.0f} |")
-            ceiling = result["results"][name].get("ceiling")
-            if ceiling:
-                lines.append(f"| {result['model']}: tokenizer ceiling | " + " | ".join(_fmt(ceiling.get(c)) for c in columns)
-                             + " | - | - | - | - |")
+             f"Budget: {args.epochs} training epochs per model (early stopping off), training seed {args.seed}. "
+             f"Checkpoint: each model's best epoch on the **validation** split (metric: {valid_metrics(results)}; "
+             f"GenRec's in the first space, {next(iter(spaces))}). Every table row below is on the **test** split. "
+             f"Generators: mean (sd) over {args.sampling_seeds} sampling seeds ({args.seed}..{args.seed + args.sampling_seeds - 1}), "
+             "each averaging its own images per user; other rows are deterministic. PersonalLift's brackets: its 95% bootstrap "
+             "interval over users (the mean of the seeds' bounds for generators). TargetItem cheats (it shows each user their own "
+             "next item): it marks the best value each metric can take.", ""]
+    for model, source in reused.items():
+        lines.append(f"- {model}: reused from `{source['file']}` (run {source['date']}, commit {source['commit']}; same settings)")
+    if reused:
         lines.append("")
-        lines += generator_summary(results, name)
+    header = "| model | " + " | ".join(COLUMNS) + " | fd floor | train s/epoch | epochs | eval s | peak MiB |"
+    for name, image_dir in content.items():
+        for space, overrides in spaces.items():
+            described = json.dumps(overrides) if overrides else "item texts"
+            lines += [f"## {name}" + (f" (`image_dir={image_dir}`)" if image_dir else " (rendered metadata cards)")
+                      + f", {space} space (encoder fitted against {described})", "", header, "|---" * (len(COLUMNS) + 6) + "|"]
+            for result in results:
+                entry = result["results"][name][space]
+                tests = entry["test"]
+                cells = [lift_cell(tests) if column == "personallift" else cell(tests, column) for column in COLUMNS]
+                label = result["model"] + (" (cheats)" if result["model"] in CHEATS else "")
+                lines.append(f"| {label} | " + " | ".join(cells) + f" | {cell(tests, 'fd_floor')}"
+                             + f" | {_fmt(mean_epoch_seconds(result), 1)} | {len(result['epoch_seconds'])} | {_fmt(entry['eval_seconds'], 1)}"
+                             + f" | {result['peak_mib']:.0f} |")
+                ceiling = entry.get("ceiling")
+                if ceiling:
+                    cells = [lift_cell([ceiling]) if column == "personallift" else cell([ceiling], column) for column in COLUMNS]
+                    lines.append(f"| {result['model']}: tokenizer ceiling | " + " | ".join(cells) + f" | {cell([ceiling], 'fd_floor')} | - | - | - | - |")
+            lines.append("")
+            lines += generator_summary(results, name, space)
     trained = [r for r in results if r["trained"]]
     if trained:
-        metric = trained[0]["valid_metric"]
+        metrics = sorted({r["valid_metric"] for r in trained})
         epochs = max(len(r["valid_curve"]) for r in trained)
-        lines += [f"## Validation curves ({metric}, content: {next(iter(content))})", "",
-                  "| epoch | " + " | ".join(r["model"] for r in trained) + " |", "|---" * (len(trained) + 1) + "|"]
-        for epoch in range(epochs):
-            cells = [_fmt(r["valid_curve"][epoch][metric]) if epoch < len(r["valid_curve"]) else "-" for r in trained]
-            lines.append(f"| {epoch + 1} | " + " | ".join(cells) + " |")
-        lines += ["", "Distance from convergence: " + "; ".join(f"{r['model']}: {convergence(r)}" for r in trained) + ".", ""]
+        for metric in metrics:
+            lines += [f"## Validation curves ({metric}, validation split, {next(iter(content))}, {next(iter(spaces))} space)", "",
+                      "| epoch | " + " | ".join(r["model"] for r in trained) + " |", "|---" * (len(trained) + 1) + "|"]
+            for epoch in range(epochs):
+                values = [r["valid_curve"][epoch].get(metric) if epoch < len(r["valid_curve"]) else None for r in trained]
+                lines.append(f"| {epoch + 1} | " + " | ".join(_fmt(value) for value in values) + " |")
+            lines.append("")
+        lines += ["Distance from convergence (each model's own validation metric): "
+                  + "; ".join(f"{r['model']}: {convergence(r)}" for r in trained) + ".", ""]
     return "\n".join(lines)
+
+
+def reusable(path, args, model):
+    """The saved result at ``path`` if it was made with the current settings; a SystemExit naming the differences if not."""
+    with open(path) as f:
+        result = json.load(f)
+    wanted, saved = settings_of(args, model), result.get("settings", {})
+    different = sorted(key for key in wanted if saved.get(key) != wanted[key])
+    if different:
+        raise SystemExit(f"--reuse: {path} was made with other settings ({', '.join(f'{k}: {saved.get(k)!r} vs {wanted[k]!r}' for k in different)}); "
+                         "run without --reuse or with the same settings")
+    return result
 
 
 def main():
@@ -235,32 +345,41 @@ def main():
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--content", nargs="+", default=["cards"],
                         help="content settings: 'cards' (rendered) or NAME=IMAGE_DIR; models are trained once")
+    parser.add_argument("--spaces", nargs="+", default=["identity", "semantic"],
+                        help="evaluation spaces: 'identity', 'semantic' or NAME=JSON (item-encoder config overrides)")
+    parser.add_argument("--semantic_fields", nargs="+", default=["class", "release_year"],
+                        help="the .item fields the semantic space contrasts images with (years become decades)")
+    parser.add_argument("--sampling_seeds", type=int, default=5, help="sampling seeds per generator test row (at least 5 for a row to publish)")
     parser.add_argument("--config_files", nargs="*", default=None)
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON", help="extra config, e.g. eval_encoder='\"fit\"'")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON", help="extra config, e.g. eval_samples=4")
     parser.add_argument("--out", default=None, help="markdown file to write (default: print)")
     parser.add_argument("--reuse", action="store_true",
-                        help="reuse a model's saved/benchmark-DATASET-MODEL.json from an earlier run of the same command")
+                        help="reuse a model's saved/benchmark-DATASET-MODEL.json from an earlier run with the same settings")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker_out", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     parse_content(args.content)
+    parse_spaces(args.spaces, args.semantic_fields)
 
     if args.worker:
-        with open(args.worker_out, "w") as f:
-            json.dump(run_model(args.worker, args), f)
+        result = run_model(args.worker, args)
+        with open(args.worker_out + ".tmp", "w") as f:
+            json.dump(result, f)
+        os.replace(args.worker_out + ".tmp", args.worker_out)
         return
 
     models = (REFERENCES if args.references else []) + args.models
     worker_args = [a for a in sys.argv[1:] if a != "--reuse"]
     command = "python " + " ".join(a for a in sys.argv if a != "--reuse")
-    results = []
+    results, reused = [], {}
     for model in models:
         out = os.path.join("saved", f"benchmark-{args.dataset}-{model}.json")
         os.makedirs("saved", exist_ok=True)
         if args.reuse and os.path.isfile(out):
-            print(f"[benchmark] {model}: reusing {out}", flush=True)
-            with open(out) as f:
-                results.append(json.load(f))
+            result = reusable(out, args, model)
+            print(f"[benchmark] {model}: reusing {out} ({result['source']['date']})", flush=True)
+            reused[model] = {"file": out, **result["source"]}
+            results.append(result)
             continue
         print(f"[benchmark] {model} ...", flush=True)
         start = time.perf_counter()
@@ -268,7 +387,7 @@ def main():
         with open(out) as f:
             results.append(json.load(f))
         print(f"[benchmark] {model} done in {time.perf_counter() - start:.0f} s", flush=True)
-    text = markdown(results, args, command)
+    text = markdown(results, args, command, reused)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)

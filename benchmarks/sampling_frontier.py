@@ -13,8 +13,9 @@ central, not sampled), the expected embedding softmax(scores) @ catalog (not an 
 similarity-maximising, e.g. RL-tuned, generator aims at), and GenRec under several sampling settings.
 
 All points are scored by the real evaluation path (RecBole's evaluate loop, GenerativeCollector, the
-generative metrics, the cached item encoder) on the test split; sampled points are averaged over
-``--seeds`` seeds. Both checkpoints must come from the same dataset and seed (same split, same encoder).
+generative metrics, the cached item encoder) on the validation split (``--split test`` only for final
+figures); sampled points are averaged over ``--seeds`` seeds. Both checkpoints must come from the same
+dataset and seed (same split, same encoder). FD is to the users' next items.
 """
 
 import argparse
@@ -27,6 +28,9 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 from eval_seeds import load_genrec, mean_sd, score_seeds  # this folder's seed-spread script
+from recbole.data.interaction import Interaction
+
+from recbole_gen.evaluator.collector import SHOWN_FIELD
 from recbole_gen.model.sequential_recommender.popitem import PopItem
 from recbole_gen.quick_start import load_data_and_model
 from recbole_gen.utils import get_trainer
@@ -70,8 +74,9 @@ def summarise(name, kind, results, label):
     return row
 
 
-def recommender_points(checkpoint, temperatures, seeds):
-    config, model, dataset, train_data, _, test_data = load_data_and_model(checkpoint)
+def recommender_points(checkpoint, temperatures, seeds, split):
+    config, model, dataset, train_data, valid_data, test_data = load_data_and_model(checkpoint)
+    data = valid_data if split == "valid" else test_data
     config["gallery_users"] = 0
     trainer = shown_policy_trainer(config, model, dataset)
     model.eval()
@@ -81,7 +86,7 @@ def recommender_points(checkpoint, temperatures, seeds):
 
     def run(policy):
         trainer.policy = policy
-        return trainer.evaluate(test_data, load_best_model=False)
+        return trainer.evaluate(data, load_best_model=False)
 
     rows = [summarise("PopItem", "reference", [run(popular(units, popularity))], "PopItem"),
             summarise(f"{name} top-1 (T -> 0)", "recommender", [run(None)], f"{name} top-1")]
@@ -102,7 +107,7 @@ def shown_policy_trainer(config, model, dataset):
     def _full_sort_batch_eval(self, batched_data):
         interaction, scores, positive_u, positive_i = base._full_sort_batch_eval(self, batched_data)
         if self.policy is not None:
-            self.eval_collector.set_shown(self.policy(scores.float()))
+            interaction.update(Interaction({SHOWN_FIELD: self.policy(scores.float()).unsqueeze(1)}))
         return interaction, scores, positive_u, positive_i
 
     trainer = type("ShownPolicyTrainer", (base,), {"_full_sort_batch_eval": _full_sort_batch_eval, "policy": None})(config, model)
@@ -110,13 +115,14 @@ def shown_policy_trainer(config, model, dataset):
     return trainer
 
 
-def genrec_points(checkpoint, settings, seeds):
-    config, model, trainer, _, test_data = load_genrec(checkpoint, flag="--genrec")
-    rows, ceiling_fd = [], None
+def genrec_points(checkpoint, settings, seeds, split):
+    config, model, trainer, valid_data, test_data = load_genrec(checkpoint, flag="--genrec")
+    data = valid_data if split == "valid" else test_data
+    ceiling_fd = float(trainer.tokenizer_ceiling(data)["fd"])
+    rows = []
     for temperature, guidance in settings:
         model.generation_config.update(temperature=temperature, guidance_scale=guidance)
-        results = score_seeds(trainer, model, test_data, range(config["seed"], config["seed"] + seeds))
-        ceiling_fd = float(trainer.ceiling_result["fd"])
+        results = score_seeds(trainer, data, range(config["seed"], config["seed"] + seeds))
         rows.append(summarise(f"GenRec, T={temperature:g}, guidance {guidance:g}", "genrec", results,
                               f"GenRec T={temperature:g} g={guidance:g}"))
     return rows, ceiling_fd
@@ -184,8 +190,9 @@ def plot(rows, targetsim_bar, fd_bar, path, size=(880, 540)):
     image.save(path)
 
 
-def markdown(rows, targetsim_bar, fd_bar, ceiling_fd, command):
-    lines = [f"Command: `{command}`", "", f"Date: {time.strftime('%Y-%m-%d')}. Test split. Sampled rows are means over seeds (sd in brackets); their PersonalLift interval is the mean of each seed's 95% bootstrap bounds.", "",
+def markdown(rows, targetsim_bar, fd_bar, ceiling_fd, command, split):
+    split_name = {"valid": "Validation", "test": "Test"}[split]
+    lines = [f"Command: `{command}`", "", f"Date: {time.strftime('%Y-%m-%d')}. {split_name} split. FD is to the users' next items. Sampled rows are means over seeds (sd in brackets); their PersonalLift interval is the mean of each seed's 95% bootstrap bounds.", "",
              f"Targets of the GenRec issue: TargetSim above {targetsim_bar:.4f} (the best of PopItem and the recommender's top-1 here), "
              f"FD at most {fd_bar:.4f} (1.5x the tokenizer ceiling's {ceiling_fd:.4f}).", "",
              "| shown item | seeds | TargetSim | PersonalLift [95% interval] | FD | both targets |", "|---|---|---|---|---|---|"]
@@ -204,17 +211,18 @@ def main():
     parser.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 0.5, 0.3, 0.2, 0.1])
     parser.add_argument("--genrec_settings", nargs="+", default=["1:1", "0.5:1", "0.5:3"], metavar="T:GUIDANCE")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--split", choices=["valid", "test"], default="valid", help="test only for final figures")
     parser.add_argument("--out", default=None, help="markdown file to write (default: print)")
     parser.add_argument("--plot", default=None, help="PNG of the frontier")
     args = parser.parse_args()
     settings = [tuple(float(part) for part in setting.split(":")) for setting in args.genrec_settings]
 
-    rows = recommender_points(args.recommender, args.temperatures, args.seeds)
-    genrec_rows, ceiling_fd = genrec_points(args.genrec, settings, args.seeds)
+    rows = recommender_points(args.recommender, args.temperatures, args.seeds, args.split)
+    genrec_rows, ceiling_fd = genrec_points(args.genrec, settings, args.seeds, args.split)
     rows += genrec_rows
     targetsim_bar = max(row["targetsim"] for row in rows if row["kind"] in ("reference", "recommender"))
     fd_bar = FD_TOLERANCE * ceiling_fd
-    text = markdown(rows, targetsim_bar, fd_bar, ceiling_fd, "python " + " ".join(sys.argv))
+    text = markdown(rows, targetsim_bar, fd_bar, ceiling_fd, "python " + " ".join(sys.argv), args.split)
     if args.out:
         with open(args.out, "w") as file:
             file.write(text)

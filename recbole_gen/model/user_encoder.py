@@ -49,6 +49,7 @@ REFUSED_USER_ENCODERS = {
     "RandomItem": "a baseline with no trainable user embedding",
     "PopItem": "a baseline with no trainable user embedding",
     "LastItem": "a baseline with no trainable user embedding",
+    "TargetItem": "a baseline with no trainable user embedding",
 }
 
 

@@ -2,4 +2,4 @@
 
 from recbole_gen.trainer.trainer import GenRecTrainer, ReferenceTrainer
 
-RandomItemTrainer = PopItemTrainer = LastItemTrainer = ReferenceTrainer
+RandomItemTrainer = PopItemTrainer = LastItemTrainer = TargetItemTrainer = ReferenceTrainer

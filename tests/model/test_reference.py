@@ -49,3 +49,12 @@ def test_reference_runs_without_training(fast_config):
     assert os.path.exists(result["trainer"].saved_model_file)
     # A catalog item is its own nearest catalog item.
     assert result["test_result"]["novelty"] == 0.0
+
+
+def test_target_item_cheats_and_calibrates_the_metrics(fast_config):
+    config = {**fast_config, "metric_decimal_place": 6}
+    result = run_recbole_gen(model="TargetItem", dataset="tiny", config_dict=config)["test_result"]
+    assert result["recall@10"] == 1.0 and result["ndcg@10"] == 1.0
+    assert result["targetsim"] == 1.0 and result["genrecall@10"] == 1.0
+    assert result["fd"] < 1e-6  # the shown items are the targets themselves
+    assert result["personallift"] > 0

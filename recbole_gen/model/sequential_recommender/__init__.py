@@ -2,3 +2,4 @@ from recbole_gen.model.sequential_recommender.genrec import GenRec
 from recbole_gen.model.sequential_recommender.lastitem import LastItem
 from recbole_gen.model.sequential_recommender.popitem import PopItem
 from recbole_gen.model.sequential_recommender.randomitem import RandomItem
+from recbole_gen.model.sequential_recommender.targetitem import TargetItem
