@@ -1,6 +1,6 @@
 """Score one trained GenRec under several sampling seeds: how much of a metric is the sampling noise.
 
-    python benchmarks/eval_seeds.py --checkpoint saved/GenRec-....pth --split valid --seeds 10 --guidance_scales 3 1 0
+    python benchmarks/eval_seeds.py --checkpoint saved/GenRec-....pth --split valid --seeds 10 --guidance_scales 1 0 --eval_samples 1
 
 GenRec shows each user sampled images (``eval_samples`` per user), so its generative metrics depend on
 the sampling seed. This script re-scores the same checkpoint with ``--seeds`` different seeds per
@@ -12,14 +12,14 @@ import argparse
 import statistics
 
 from recbole_gen.quick_start import load_data_and_model
-from recbole_gen.utils import get_trainer
+from recbole_gen.trainer import get_trainer
 
 SHOWN = ["targetsim", "personallift", "fd", "ndcg@10"]
 
 
-def load_genrec(checkpoint, flag="--checkpoint"):
+def load_genrec(checkpoint, flag="--checkpoint", overrides=None):
     """``(config, model, trainer, valid_data, test_data)`` of a GenRec checkpoint, ready to re-score (no gallery)."""
-    config, model, _, _, valid_data, test_data = load_data_and_model(checkpoint)
+    config, model, _, _, valid_data, test_data = load_data_and_model(checkpoint, overrides)
     if config["model"] != "GenRec":
         raise SystemExit(f"{flag} {checkpoint} holds a {config['model']} model; this script scores GenRec")
     config["gallery_users"] = 0
@@ -28,12 +28,12 @@ def load_genrec(checkpoint, flag="--checkpoint"):
     return config, model, trainer, valid_data, test_data
 
 
-def score_seeds(trainer, data, seeds):
-    """The trainer's evaluation of ``data`` once per sampling seed (``eval_seed``) in ``seeds``."""
+def score_seeds(trainer, data, split, seeds):
+    """The trainer's evaluation of ``data`` (the ``split`` split) once per sampling seed (``eval_seed``) in ``seeds``."""
     results = []
     for seed in seeds:
         trainer.config["eval_seed"] = seed
-        results.append(trainer.evaluate(data, load_best_model=False))
+        results.append(trainer.evaluate(data, load_best_model=False, split=split))
     return results
 
 
@@ -47,10 +47,12 @@ def main():
     parser.add_argument("--checkpoint", required=True, help="a GenRec checkpoint written by run_recbole_gen")
     parser.add_argument("--split", choices=["valid", "test"], default="valid")
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--guidance_scales", type=float, nargs="+", default=[3.0, 1.0, 0.0])
+    parser.add_argument("--guidance_scales", type=float, nargs="+", default=[1.0, 0.0])
+    parser.add_argument("--eval_samples", type=int, default=None, help="images per user (default: the checkpoint's)")
     args = parser.parse_args()
 
-    config, model, trainer, valid_data, test_data = load_genrec(args.checkpoint)
+    overrides = {"eval_samples": args.eval_samples} if args.eval_samples else None
+    config, model, trainer, valid_data, test_data = load_genrec(args.checkpoint, overrides=overrides)
     data = valid_data if args.split == "valid" else test_data
     seeds = range(config["seed"], config["seed"] + args.seeds)
     print(f"{args.split} split, {args.seeds} sampling seeds ({seeds[0]}..{seeds[-1]}), {config['eval_samples']} images per user, "
@@ -59,7 +61,7 @@ def main():
     print("|---|" + "---|" * (len(SHOWN) + 1))
     for scale in args.guidance_scales:
         model.generation_config.update(guidance_scale=scale)
-        results = score_seeds(trainer, data, seeds)
+        results = score_seeds(trainer, data, args.split, seeds)
         cells = ["%.4f (%.4f)" % mean_sd([float(result[key]) for result in results]) for key in SHOWN]
         per_seed = ", ".join(f"{float(result['targetsim']):.4f}" for result in results)
         print(f"| {scale:g} | " + " | ".join(cells) + f" | {per_seed} |", flush=True)

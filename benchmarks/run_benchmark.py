@@ -69,12 +69,38 @@ def settings_of(args, model):
     return {"model": model, **{key: getattr(args, key) for key in SETTING_KEYS}}
 
 
+def model_config(args, model, content_name=None, space_name=None):
+    """The Config ``model`` runs with in a content setting and space (default: the first of each)."""
+    from recbole_gen.config import Config
+
+    content = parse_content(args.content)
+    spaces = parse_spaces(args.spaces, args.semantic_fields)
+    content_name, space_name = content_name or next(iter(content)), space_name or next(iter(spaces))
+    base = {"epochs": args.epochs, "seed": args.seed, "show_progress": False, "stopping_step": args.epochs}
+    for pair in args.set:
+        key, _, value = pair.partition("=")
+        base[key] = json.loads(value)
+    return Config(model=model, dataset=args.dataset, config_file_list=args.config_files, read_command_line=False,
+                  config_dict={**base, "image_dir": content[content_name], **spaces[space_name]})
+
+
+def effective_config(config):
+    """Every plain value of a Config but those that describe the machine: what a reused result must share."""
+    from recbole_gen.compat import json_safe
+    from recbole_gen.config import MACHINE_KEYS
+
+    return {key: json_safe(value) for key, value in config.final_config_dict.items()
+            if key not in MACHINE_KEYS and (json_safe(value) is not None or value is None)}
+
+
 def git_commit():
-    """The commit of this script's checkout, '+uncommitted' if tracked files were changed."""
+    """The commit of the code that runs, '+uncommitted' if its code or defaults were changed since."""
     here = os.path.dirname(os.path.abspath(__file__))
+    code = ["recbole_gen", "properties", "benchmarks", "setup.py"]
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, cwd=here).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=here).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *code], capture_output=True, text=True,
+                               cwd=os.path.dirname(here)).stdout.strip()
         return commit + ("+uncommitted" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -85,23 +111,14 @@ def run_model(model, args):
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_logger, init_seed
 
-    from recbole_gen.config import Config
     from recbole_gen.quick_start import build_model
-    from recbole_gen.utils import get_trainer
+    from recbole_gen.trainer import get_trainer
 
+    source = {"date": time.strftime("%Y-%m-%d %H:%M"), "commit": git_commit()}  # of the code this run starts with
     content = parse_content(args.content)
     spaces = parse_spaces(args.spaces, args.semantic_fields)
-    first_content, first_space = next(iter(content)), next(iter(spaces))
-    base = {"epochs": args.epochs, "seed": args.seed, "show_progress": False, "stopping_step": args.epochs}
-    for pair in args.set:
-        key, _, value = pair.partition("=")
-        base[key] = json.loads(value)
-
-    def config_for(name, space):
-        return Config(model=model, dataset=args.dataset, config_file_list=args.config_files, read_command_line=False,
-                      config_dict={**base, "image_dir": content[name], **spaces[space]})
-
-    config = config_for(first_content, first_space)
+    config = model_config(args, model)
+    settings = effective_config(config)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     dataset = create_dataset(config)
@@ -135,7 +152,7 @@ def run_model(model, args):
     for name in content:
         results[name] = {}
         for space in spaces:
-            space_config = config_for(name, space)
+            space_config = model_config(args, model, name, space)
             space_config["gallery_users"] = 0
             tester = get_trainer(config["MODEL_TYPE"], model)(space_config, recommender)
             tester.prepare_catalog(test_data._dataset)  # the one-off encoder fit is not evaluation time
@@ -153,7 +170,7 @@ def run_model(model, args):
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if torch.cuda.is_available():
         peak_mib = max(peak_mib, torch.cuda.max_memory_allocated() / 2**20)
-    return {"model": model, "settings": settings_of(args, model), "source": {"date": time.strftime("%Y-%m-%d %H:%M"), "commit": git_commit()},
+    return {"model": model, "settings": settings_of(args, model), "config": settings, "source": source,
             "trained": bool(epoch_seconds), "epoch_seconds": epoch_seconds, "valid_curve": curve, "results": results,
             "peak_mib": peak_mib, "valid_metric": config["valid_metric"].lower(), "valid_metric_bigger": config["valid_metric_bigger"],
             "eval_samples": config["eval_samples"] if generates else None, "setup_seconds": setup_seconds, "generation": generation}
@@ -333,10 +350,15 @@ def reusable(path, args, model):
     if different:
         raise SystemExit(f"--reuse: {path} was made with other settings ({', '.join(f'{k}: {saved.get(k)!r} vs {wanted[k]!r}' for k in different)}); "
                          "run without --reuse or with the same settings")
+    wanted, saved = effective_config(model_config(args, model)), result.get("config", {})
+    different = sorted(key for key in set(wanted) | set(saved) if saved.get(key) != wanted.get(key))
+    if different:
+        raise SystemExit(f"--reuse: {path} ran {model} with another effective config (defaults changed since?): "
+                         + ", ".join(f"{k}: {saved.get(k)!r} vs {wanted.get(k)!r}" for k in different[:8]))
     return result
 
 
-def main():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="ml-100k")
     parser.add_argument("--models", nargs="+", default=["SASRec", "GRU4Rec", "BERT4Rec"])
@@ -357,9 +379,14 @@ def main():
                         help="reuse a model's saved/benchmark-DATASET-MODEL.json from an earlier run with the same settings")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker_out", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     parse_content(args.content)
     parse_spaces(args.spaces, args.semantic_fields)
+    return args
+
+
+def main():
+    args = parse_args()
 
     if args.worker:
         result = run_model(args.worker, args)

@@ -33,7 +33,7 @@ from recbole.data.interaction import Interaction
 from recbole_gen.evaluator.collector import SHOWN_FIELD
 from recbole_gen.model.sequential_recommender.popitem import PopItem
 from recbole_gen.quick_start import load_data_and_model
-from recbole_gen.utils import get_trainer
+from recbole_gen.trainer import get_trainer
 
 SHOWN = ["targetsim", "personallift", "personallift_ci95_low", "personallift_ci95_high", "fd"]
 FD_TOLERANCE = 1.5  # the GenRec issue's target: FD within 1.5x the tokenizer ceiling's
@@ -122,7 +122,7 @@ def genrec_points(checkpoint, settings, seeds, split):
     rows = []
     for temperature, guidance in settings:
         model.generation_config.update(temperature=temperature, guidance_scale=guidance)
-        results = score_seeds(trainer, data, range(config["seed"], config["seed"] + seeds))
+        results = score_seeds(trainer, data, split, range(config["seed"], config["seed"] + seeds))
         rows.append(summarise(f"GenRec, T={temperature:g}, guidance {guidance:g}", "genrec", results,
                               f"GenRec T={temperature:g} g={guidance:g}"))
     return rows, ceiling_fd

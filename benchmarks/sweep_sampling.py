@@ -38,7 +38,7 @@ def main():
     print("\n".join(lines), flush=True)
     for temperature, top_k, scale in itertools.product(args.temperatures, args.top_ks, args.guidance_scales):
         model.generation_config.update(temperature=temperature, top_k=top_k, guidance_scale=scale)
-        results = score_seeds(trainer, data, seeds)
+        results = score_seeds(trainer, data, args.split, seeds)
         cells = ["%.4f (%.4f)" % mean_sd([float(result[key]) for result in results]) for key in SHOWN]
         lines.append(f"| {temperature:g} | {top_k} | {scale:g} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)

@@ -24,6 +24,12 @@ logger = logging.getLogger(__name__)
 KEY_FILE = "cache_key.json"
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_file(path):
     """Yield a temporary path next to ``path``; on success it replaces ``path`` in one rename."""
@@ -33,6 +39,7 @@ def atomic_file(path):
     os.close(handle)
     try:
         yield staging
+        os.chmod(staging, 0o666 & ~_umask())  # mkstemp's 0600 would make the file private
         os.replace(staging, path)
     except BaseException:
         if os.path.exists(staging):
@@ -75,6 +82,7 @@ def cached_fit(cache_dir, prefix, key, fit, seed):
             fit(staging)
         with open(os.path.join(staging, KEY_FILE), "w") as f:
             json.dump(key, f, indent=2, sort_keys=True)
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's 0700 would make the folder private
         if os.path.isdir(out_dir):  # another run finished the same fit first
             shutil.rmtree(staging)
         else:

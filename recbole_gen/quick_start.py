@@ -10,7 +10,8 @@ from recbole.utils import get_environment, init_logger, init_seed, set_color
 from recbole_gen.compat import load_checkpoint
 from recbole_gen.config import Config
 from recbole_gen.data.item_content import forget_item_content
-from recbole_gen.utils import get_model, get_trainer
+from recbole_gen.trainer import get_trainer
+from recbole_gen.utils import get_model
 
 
 def format_result(result):

@@ -1,9 +1,7 @@
-"""Model and trainer lookup: recbole_gen first, then RecBole."""
+"""Model lookup: recbole_gen first, then RecBole (trainers: recbole_gen.trainer.get_trainer)."""
 
 import importlib
 import pkgutil
-
-import recbole.utils
 
 PLUGIN_MODEL_PACKAGES = ("recbole_gen.model.sequential_recommender",)
 RECBOLE_MODEL_PACKAGES = tuple(
@@ -46,16 +44,3 @@ def get_model(model_name):
         f"unknown model '{model_name}'. Class names are case-sensitive (SASRec, not sasrec); "
         f"model files available (lowercased class names): {', '.join(available_models())}"
     )
-
-
-def get_trainer(model_type, model_name):
-    """The trainer for a model: ``recbole_gen.trainer.<Model>Trainer`` if there is one, else RecBole's
-    choice, in either case able to compute recbole_gen's generative metrics."""
-    from recbole_gen import trainer as plugin_trainers
-    from recbole_gen.trainer.trainer import with_generative_evaluation
-
-    trainer_class = getattr(plugin_trainers, f"{model_name}Trainer", None)
-    if trainer_class is None:
-        trainer_class = recbole.utils.get_trainer(model_type, model_name)
-    return with_generative_evaluation(trainer_class)
-

@@ -44,6 +44,9 @@ def test_an_interrupted_save_leaves_the_old_checkpoint(fast_config, tmp_path, mo
     config = Config(model="SASRec", dataset="tiny", config_dict=fast_config)
     path = tmp_path / "checkpoints" / "model.pth"
     save_checkpoint(path, {"config": config, "state_dict": {"w": torch.zeros(2)}})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask  # as open() would have made it, not private
 
     def interrupted(state, file):
         open(file, "wb").write(b"half")

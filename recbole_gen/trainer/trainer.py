@@ -85,8 +85,11 @@ class GenerativeEvaluationMixin:
             "optimizer": self.optimizer.state_dict() if self.optimizer is not None else {},
         }
 
+    def _writes_files(self):
+        return self.config["single_spec"] or self.config["local_rank"] == 0
+
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+        if not self._writes_files():
             return
         saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
         save_checkpoint(saved_model_file, self._training_state(epoch))
@@ -94,6 +97,8 @@ class GenerativeEvaluationMixin:
             self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
     def _save_resume_state(self, epoch, train_data):
+        if not self._writes_files():
+            return
         state = self._training_state(epoch)
         state.update(best_valid_result=dict(self.best_valid_result or {}), best_model_file=self.saved_model_file,
                      rng=random_states(), train_loader_rng=train_data.generator.get_state())
@@ -249,16 +254,22 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
         return interaction, scores, positive_u, positive_i
 
     @torch.no_grad()
-    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
-        result = super().evaluate(eval_data, load_best_model, model_file, show_progress)
-        if result is None:
-            return None
-        if self.phase == "test" and self.eval_collector.needs_catalog:
-            self.ceiling_result = self.tokenizer_ceiling(eval_data)
-            self.logger.info(set_color("tokenizer ceiling", "yellow") + f": {dict(self.ceiling_result)}")
-        if self.config["gallery_users"]:
-            self.write_gallery(eval_data)
-        return result
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False, split=None):
+        """RecBole's evaluate; ``split`` ('valid' or 'test') names the split ``eval_data`` holds, which picks
+        the sampling stream (default: 'valid' inside ``fit``, else 'test')."""
+        previous, self.phase = self.phase, split or self.phase
+        try:
+            result = super().evaluate(eval_data, load_best_model, model_file, show_progress)
+            if result is None:
+                return None
+            if self.phase == "test" and self.eval_collector.needs_catalog:
+                self.ceiling_result = self.tokenizer_ceiling(eval_data)
+                self.logger.info(set_color("tokenizer ceiling", "yellow") + f": {dict(self.ceiling_result)}")
+            if self.config["gallery_users"]:
+                self.write_gallery(eval_data)
+            return result
+        finally:
+            self.phase = previous
 
     def tokenizer_ceiling(self, eval_data):
         """The metrics of a perfect generator with this tokenizer: every user is shown the reconstruction

@@ -44,3 +44,11 @@ def test_a_tiny_benchmark_reports_seeds_spaces_and_refuses_to_reuse_other_settin
     refused = subprocess.run([*command[:command.index("--epochs") + 1], "2", *command[command.index("--epochs") + 2:], "--reuse"],
                              cwd=tiny_dataset, capture_output=True, text=True)
     assert refused.returncode != 0 and "other settings (epochs: 1 vs 2)" in refused.stderr
+
+    # a default that changed since the saved run (here: faked in the saved result) is caught too
+    saved = tiny_dataset / "saved" / "benchmark-tiny-GenRec.json"
+    result["config"]["gen_top_k"] = 99
+    saved.write_text(json.dumps(result))
+    args = run_benchmark.parse_args(command[2:])
+    with pytest.raises(SystemExit, match=r"another effective config.*gen_top_k: 99 vs \d+"):
+        run_benchmark.reusable(str(saved), args, "GenRec")

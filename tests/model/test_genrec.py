@@ -211,3 +211,15 @@ def test_recommendation_loss_is_the_encoders_own(genrec_config, user_encoder):
     torch.manual_seed(0)
     user = user_embedding(encoder, batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN])
     assert torch.allclose(recommendation_loss(encoder, user, batch), expected, atol=1e-5)
+
+
+def test_a_split_is_scored_from_its_own_stream_inside_and_outside_training(genrec_config):
+    config = {**genrec_config, "epochs": 1, "gallery_users": 0, "metrics": ["Recall", "TargetSim", "PersonalLift"],
+              "valid_metric": "TargetSim"}
+    result = run_recbole_gen(model="GenRec", dataset="tiny", config_dict=config)
+    trainer = result["trainer"]
+    _, valid_data, _ = data_preparation(trainer.config, create_dataset(trainer.config))
+    again = trainer.evaluate(valid_data, load_best_model=True, split="valid")
+    assert dict(again) == dict(result["best_valid_result"])  # the validation that chose the checkpoint, reproduced
+    as_test = trainer.evaluate(valid_data, load_best_model=False, split="test")
+    assert as_test["targetsim"] != again["targetsim"]  # the test stream draws other images

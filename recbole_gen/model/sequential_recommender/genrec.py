@@ -6,7 +6,7 @@ Chameleon and Emu3 are) is fine-tuned on each user's ground-truth next item, giv
 user's history images. It is the "AI creator" of "Generative Recommendation: Towards Next-generation
 Recommender Paradigm" (GeneRec, Wang et al., 2023), with a sequential recommender as the instructor.
 
-Data flow: history -> user encoder (any RecBole sequential model, ``user_encoder``) -> condition
+Data flow: history -> user encoder (a RecBole sequential model of ``user_encoder.USER_ENCODERS``) -> condition
 (``n_cond_tokens`` soft tokens + the last ``n_history_images`` history images) -> generator (a causal
 LM over the image tokenizer's codes) -> codes -> image. Loss: the user encoder's own recommendation
 loss (unless frozen) + cross-entropy on the next item's image codes. ``generate`` returns the sampled
