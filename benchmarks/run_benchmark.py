@@ -350,7 +350,9 @@ def reusable(path, args, model):
     if different:
         raise SystemExit(f"--reuse: {path} was made with other settings ({', '.join(f'{k}: {saved.get(k)!r} vs {wanted[k]!r}' for k in different)}); "
                          "run without --reuse or with the same settings")
-    wanted, saved = effective_config(model_config(args, model)), result.get("config", {})
+    if "config" not in result:
+        raise SystemExit(f"--reuse: {path} records no effective config (made by an older harness); run {model} again without --reuse")
+    wanted, saved = effective_config(model_config(args, model)), result["config"]
     different = sorted(key for key in set(wanted) | set(saved) if saved.get(key) != wanted.get(key))
     if different:
         raise SystemExit(f"--reuse: {path} ran {model} with another effective config (defaults changed since?): "
