@@ -12,3 +12,6 @@ def get_trainer(model_type, model_name):
     either case able to compute recbole_gen's generative metrics."""
     trainer_class = globals().get(f"{model_name}Trainer") or recbole.utils.get_trainer(model_type, model_name)
     return with_generative_evaluation(trainer_class)
+
+
+__all__ = ["get_trainer", "with_generative_evaluation", "GenRecTrainer", "ReferenceTrainer"]

@@ -7,8 +7,6 @@ import sys
 
 import pytest
 
-from conftest import genrec_config_dict
-
 BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks")
 sys.path.insert(0, BENCHMARKS)
 import run_benchmark  # noqa: E402
