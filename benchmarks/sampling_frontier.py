@@ -166,7 +166,7 @@ def plot(rows, targetsim_bar, fd_bar, path, size=(880, 540)):
         draw.line([margin_left - 4, y, margin_left, y], fill=(0, 0, 0))
         draw.text((margin_left - 40, y - 6), f"{value:.2f}", fill=(0, 0, 0), font=font)
         value += tick
-    draw.text((width // 2 - 90, height - 20), "FD to the catalog (log scale; lower is better)", fill=(0, 0, 0), font=font)
+    draw.text((width // 2 - 130, height - 20), "FD to the users' next items (log scale; lower is better)", fill=(0, 0, 0), font=font)
     draw.text((4, margin_top - 20), "TargetSim (higher is better)", fill=(0, 0, 0), font=font)
     colours = {"reference": (120, 120, 120), "recommender": (30, 90, 200), "sampler": (30, 90, 200),
                "central": (200, 120, 0), "expected": (200, 120, 0), "genrec": (200, 30, 30)}

@@ -40,12 +40,15 @@ def _train_and_test(config, train_data, valid_data, test_data, saved, verbose=Tr
     logger = getLogger()
     logger.info(model)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    if resume:
-        trainer.resume_checkpoint(resume)
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, verbose=verbose, saved=saved, show_progress=config["show_progress"]
-    )
-    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    try:
+        if resume:
+            trainer.resume_checkpoint(resume)
+        best_valid_score, best_valid_result = trainer.fit(
+            train_data, valid_data, verbose=verbose, saved=saved, show_progress=config["show_progress"]
+        )
+        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    finally:  # RecBole leaves its tensorboard writer's thread running; a later write reopens it
+        trainer.tensorboard.close()
     return {
         "best_valid_score": best_valid_score,
         "valid_score_bigger": config["valid_metric_bigger"],

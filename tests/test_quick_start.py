@@ -31,7 +31,9 @@ def test_ranking_metrics_equal_plain_recbole(fast_config, model):
 
 
 def test_default_run_reports_every_generative_metric(fast_config):
-    result = run_recbole_gen(model="SASRec", dataset="tiny", config_dict=fast_config)["test_result"]
+    run = run_recbole_gen(model="SASRec", dataset="tiny", config_dict=fast_config)
+    assert run["trainer"].tensorboard.file_writer is None  # closed: no writer thread outlives the run
+    result = run["test_result"]
     for metric in GENERATIVE + ["recall@10", "ndcg@10"]:
         assert metric in result
     assert -1.0 <= result["targetsim"] <= 1.0
