@@ -86,11 +86,10 @@ def model_config(args, model, content_name=None, space_name=None):
 
 def effective_config(config):
     """Every plain value of a Config but those that describe the machine: what a reused result must share."""
-    from recbole_gen.compat import json_safe
+    from recbole_gen.compat import plain_final_config
     from recbole_gen.config import MACHINE_KEYS
 
-    return {key: json_safe(value) for key, value in config.final_config_dict.items()
-            if key not in MACHINE_KEYS and (json_safe(value) is not None or value is None)}
+    return {key: value for key, value in plain_final_config(config).items() if key not in MACHINE_KEYS}
 
 
 def git_commit():

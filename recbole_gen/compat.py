@@ -56,8 +56,13 @@ def checkpoint_config(config):
             f"config keys {dropped} hold values that are not plain YAML types (str, int, float, bool, list, dict) "
             "and cannot be saved in a checkpoint"
         )
-    final = {key: safe for key, value in config.final_config_dict.items() if (safe := json_safe(value)) is not None or value is None}
-    return json.dumps({"model": config["model"], "dataset": config["dataset"], "external": external, "final": final}, sort_keys=True)
+    return json.dumps({"model": config["model"], "dataset": config["dataset"], "external": external,
+                       "final": plain_final_config(config)}, sort_keys=True)
+
+
+def plain_final_config(config):
+    """Every value of the final config that JSON can carry (what RecBole derives again is left out)."""
+    return {key: safe for key, value in config.final_config_dict.items() if (safe := json_safe(value)) is not None or value is None}
 
 
 def _plain(value):
