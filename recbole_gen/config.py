@@ -128,6 +128,7 @@ CONFIG_TYPES = {
     "encoder_fit_batch_size": int,
     "encoder_fit_learning_rate": _NUMBER,
     "personal_lift_samples": int,
+    "near_copy_threshold": (int, float, type(None)),
     "user_encoder": str,
     "user_encoder_checkpoint": _OPTIONAL_STR,
     "freeze_user_encoder": bool,

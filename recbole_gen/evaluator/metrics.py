@@ -36,15 +36,17 @@ class ContentInputs:
     has_content: torch.Tensor  # (N,) bool
     target: torch.Tensor  # (M, 2) (user row, item) pairs, items with content only
     history: torch.Tensor  # (H, 2)
+    copied: torch.Tensor = None  # (U, k) bool: shown item j of user u is an exact copy of a catalog item
 
     @classmethod
-    def build(cls, shown, catalog, has_content, target, history=None):
+    def build(cls, shown, catalog, has_content, target, history=None, copied=None):
         has_content = has_content.bool().clone()
         has_content[0] = False  # RecBole's padding item
         history = torch.zeros(0, 2, dtype=torch.long) if history is None else history
         keep = lambda pairs: pairs[has_content[pairs[:, 1]]]
         shown = shown if shown.dim() == 3 else shown.unsqueeze(1)
-        return cls(_unit(shown), _unit(catalog), has_content, keep(target.long()), keep(history.long()))
+        copied = torch.zeros(shown.shape[:2], dtype=torch.bool) if copied is None else copied.bool().view(shown.shape[:2])
+        return cls(_unit(shown), _unit(catalog), has_content, keep(target.long()), keep(history.long()), copied)
 
     @property
     def n_users(self):
@@ -122,6 +124,37 @@ def target_ranks(inputs, chunk=4096):
         target_sims = (shown * inputs.catalog[items[start : start + chunk]].unsqueeze(1)).sum(dim=-1)  # (m, k)
         ranks.append(1 + (shown @ candidates.T > target_sims.unsqueeze(-1)).sum(dim=-1))
     return torch.cat(ranks) if ranks else torch.zeros(0, inputs.shown.shape[1], dtype=torch.long)
+
+
+def nearest_catalog_sim(inputs):
+    """``(U, k)``: each shown item's cosine to its closest catalog item with content."""
+    return (inputs.shown @ inputs.candidates.T).max(dim=-1).values
+
+
+def novel_mask(inputs, threshold=None):
+    """``(U, k)`` bool: shown items that are neither an exact copy nor, with a ``threshold``, a near copy
+    (cosine to the closest catalog item at least ``threshold``)."""
+    novel = ~inputs.copied
+    if threshold is not None:
+        novel &= nearest_catalog_sim(inputs) < threshold
+    return novel
+
+
+def novel_inputs(inputs, novel):
+    """The inputs restricted to the novel shown items: users with at least one, each shown the mean of
+    their novel items (k = 1), with their targets and history renumbered."""
+    users = torch.nonzero(novel.any(dim=1)).flatten()
+    weights = novel[users].double()
+    shown = (inputs.shown[users] * weights.unsqueeze(-1)).sum(dim=1) / weights.sum(dim=1, keepdim=True)
+    row = torch.full((inputs.n_users,), -1, dtype=torch.long)
+    row[users] = torch.arange(len(users))
+
+    def renumber(pairs):
+        pairs = pairs[row[pairs[:, 0]] >= 0]
+        return torch.stack([row[pairs[:, 0]], pairs[:, 1]], dim=1)
+
+    return ContentInputs(shown.unsqueeze(1), inputs.catalog, inputs.has_content, renumber(inputs.target),
+                         renumber(inputs.history), torch.zeros(len(users), 1, dtype=torch.bool))
 
 
 def per_user_mean(values, users, n_users):
@@ -202,9 +235,9 @@ class _GenerativeMetric(AbstractMetric):
 
     @staticmethod
     def inputs(dataobject):
-        history = dataobject.get("gen.history") if "gen.history" in dataobject else None
-        return ContentInputs.build(dataobject.get("gen.shown"), dataobject.get("gen.catalog"),
-                                   dataobject.get("gen.has_content"), dataobject.get("gen.target"), history)
+        optional = lambda key: dataobject.get(key) if key in dataobject else None
+        return ContentInputs.build(dataobject.get("gen.shown"), dataobject.get("gen.catalog"), dataobject.get("gen.has_content"),
+                                   dataobject.get("gen.target"), optional("gen.history"), optional("gen.copied"))
 
     def result(self, value):
         return {type(self).__name__.lower(): round(value, self.decimal_place)}
@@ -227,17 +260,59 @@ class PersonalLift(_GenerativeMetric):
         super().__init__(config)
         self.n_samples = config["personal_lift_samples"]
 
-    def calculate_metric(self, dataobject):
-        per_user = personal_lift_per_user(self.inputs(dataobject), self.n_samples, self.seed)
+    def lift(self, inputs, name="personallift"):
+        """``{name, name_ci95_low, name_ci95_high}``: the mean lift and its 95% bootstrap interval over users,
+        which says whether the lift is distinguishable from zero."""
+        per_user = personal_lift_per_user(inputs, self.n_samples, self.seed)
         if len(per_user) < 2:
-            return self.result(0.0)
-        # The 95% bootstrap interval over users says whether the lift is distinguishable from zero.
+            return {name: 0.0}
         low, high = bootstrap_interval(per_user, seed=self.seed)
-        return {
-            "personallift": round(per_user.mean().item(), self.decimal_place),
-            "personallift_ci95_low": round(low, self.decimal_place),
-            "personallift_ci95_high": round(high, self.decimal_place),
-        }
+        return {name: round(per_user.mean().item(), self.decimal_place), f"{name}_ci95_low": round(low, self.decimal_place),
+                f"{name}_ci95_high": round(high, self.decimal_place)}
+
+    def calculate_metric(self, dataobject):
+        return self.lift(self.inputs(dataobject))
+
+
+class CopyShare(_GenerativeMetric):
+    """Share of the shown items that copy a catalog item: exactly (all image codes equal; every catalog item
+    a ranking model shows) and nearly (cosine to the closest catalog item at least ``near_copy_threshold``,
+    chosen on validation per evaluation space, exact copies included)."""
+
+    metric_need = _GenerativeMetric.metric_need + ["gen.copied"]
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.threshold = config["near_copy_threshold"]
+
+    def calculate_metric(self, dataobject):
+        inputs = self.inputs(dataobject)
+        result = {"copyshare": round(inputs.copied.double().mean().item(), self.decimal_place)}
+        if self.threshold is not None:
+            near = 1 - novel_mask(inputs, self.threshold).double().mean().item()
+            result["nearcopyshare"] = round(near, self.decimal_place)
+        return result
+
+
+class NovelTargetSim(PersonalLift):
+    """TargetSim and PersonalLift over the novel shown items alone (neither exact nor near copies), each user
+    through the mean of their novel items; ``novelusers`` is the share of users with at least one."""
+
+    metric_need = _GenerativeMetric.metric_need + ["gen.copied"]
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.threshold = config["near_copy_threshold"]
+
+    def calculate_metric(self, dataobject):
+        inputs = self.inputs(dataobject)
+        novel = novel_mask(inputs, self.threshold)
+        result = {"novelusers": round(novel.any(dim=1).double().mean().item(), self.decimal_place)}
+        if not novel.any():
+            return {**result, "noveltargetsim": float("nan")}
+        subset = novel_inputs(inputs, novel)
+        return {**result, "noveltargetsim": round(target_sim(subset), self.decimal_place),
+                **self.lift(subset, "novelpersonallift")}
 
 
 class _GenTopkMetric(_GenerativeMetric):
@@ -297,4 +372,5 @@ class CatalogFD(_GenerativeMetric):
     value = staticmethod(catalog_fd)
 
 
-GENERATIVE_METRICS = (TargetSim, HistorySim, PersonalLift, GenRecall, GenNDCG, Novelty, Diversity, FD, CatalogFD)
+GENERATIVE_METRICS = (TargetSim, HistorySim, PersonalLift, GenRecall, GenNDCG, Novelty, Diversity, FD, CatalogFD, CopyShare,
+                      NovelTargetSim)

@@ -24,7 +24,7 @@ from recbole.utils import EvaluatorType, set_color
 
 from recbole_gen.compat import load_checkpoint, save_checkpoint
 from recbole_gen.data.item_content import item_content
-from recbole_gen.evaluator.collector import SHOWN_FIELD, GenerativeCollector, pad_pairs
+from recbole_gen.evaluator.collector import COPIED_FIELD, SHOWN_FIELD, GenerativeCollector, pad_pairs
 from recbole_gen.evaluator.encoder import catalog_encoder
 from recbole_gen.evaluator.gallery import gallery_image, select_rows
 from recbole_gen.model.sampling import split_seed
@@ -250,7 +250,9 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
             scores[history_index] = -np.inf
         if self.eval_collector.needs_catalog:
             shown = self.catalog.encoder.encode_images(generation.images)
-            interaction.update(Interaction({SHOWN_FIELD: shown.view(len(interaction), samples, -1)}))
+            copied = self.model.copied_items(generation.codes) > 0
+            interaction.update(Interaction({SHOWN_FIELD: shown.view(len(interaction), samples, -1),
+                                            COPIED_FIELD: copied.view(len(interaction), samples).cpu()}))
         return interaction, scores, positive_u, positive_i
 
     @torch.no_grad()

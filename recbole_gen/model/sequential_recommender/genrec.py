@@ -209,6 +209,20 @@ class GenRec(SequentialRecommender):
         codes = self.sample_codes(condition, uniforms, generation_config)
         return Generation(codes=codes, images=self.tokenizer.decode(codes))
 
+    def copied_items(self, codes, chunk=512):
+        """``(N,)`` the internal id of the catalog item (one with an image) whose codes ``codes`` ``(N, n_tokens)``
+        reproduce exactly, 0 where none does: a generation with all its codes equal to an item's is a copy."""
+        catalog = self.item_codes[self.has_image]
+        ids = torch.nonzero(self.has_image).flatten()
+        copied = torch.zeros(len(codes), dtype=torch.long, device=codes.device)
+        if not len(ids):
+            return copied
+        for start in range(0, len(codes), chunk):
+            equal = (codes[start : start + chunk, None, :] == catalog[None]).all(dim=-1)  # (n, n_catalog)
+            found, index = equal.max(dim=1)
+            copied[start : start + chunk] = torch.where(found, ids[index], 0)
+        return copied
+
     # -- RecBole -----------------------------------------------------------------------------------
     def reconstruct_targets(self, interaction):
         """The next items' own codes and their decoded images: what a perfect generator would output
