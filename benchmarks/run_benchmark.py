@@ -126,7 +126,7 @@ def run_model(model, args):
     start = time.perf_counter()  # GenRec fits (or loads) its image tokenizer here
     recommender = build_model(config, train_data._dataset)
     setup_seconds = time.perf_counter() - start
-    trainer = get_trainer(config["MODEL_TYPE"], model)(config, recommender)
+    trainer = get_trainer(config["MODEL_TYPE"], model, config)(config, recommender)
 
     epoch_seconds, curve = [], []
     train_epoch, valid_epoch = trainer._train_epoch, trainer._valid_epoch

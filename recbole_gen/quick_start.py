@@ -25,13 +25,31 @@ def build_model(config, dataset, checkpoint=None):
     returns it), the model is built to receive its weights (a model class may define
     ``from_checkpoint(config, dataset, checkpoint)`` to skip fitting and pretrained loads) and loaded."""
     model_class = get_model(config["model"])
+    start = getattr(model_class, "start_checkpoint", None)
+    if checkpoint is None and start is not None and start(config):
+        checkpoint = load_start_checkpoint(config, start(config))
     if checkpoint is None:
         return model_class(config, dataset).to(config["device"])
     from_checkpoint = getattr(model_class, "from_checkpoint", None)
     model = from_checkpoint(config, dataset, checkpoint) if from_checkpoint else model_class(config, dataset)
-    model.load_state_dict(checkpoint["state_dict"])
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as err:
+        raise ValueError(f"the checkpoint does not fit {config['model']} as configured (set the settings it was "
+                         f"trained with: {checkpoint['config']['external']}): {err}") from err
     model.load_other_parameter(checkpoint.get("other_parameter"))
     return model.to(config["device"])
+
+
+def load_start_checkpoint(config, path):
+    """The checkpoint a later training stage starts from (e.g. GenRec's ``rl_init_checkpoint``), checked to
+    hold the same model on the same dataset."""
+    checkpoint = load_checkpoint(path)
+    saved = checkpoint["config"]
+    if (saved["model"], saved["dataset"]) != (config["model"], config["dataset"]):
+        raise ValueError(f"{path} is a {saved['model']} run on {saved['dataset']}, not {config['model']} on {config['dataset']}")
+    getLogger().info(f"Starting from {path}")
+    return checkpoint
 
 
 def _train_and_test(config, train_data, valid_data, test_data, saved, verbose=True, resume=None):
@@ -39,7 +57,7 @@ def _train_and_test(config, train_data, valid_data, test_data, saved, verbose=Tr
     model = build_model(config, train_data._dataset)
     logger = getLogger()
     logger.info(model)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"], config)(config, model)
     try:
         if resume:
             trainer.resume_checkpoint(resume)

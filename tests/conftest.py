@@ -3,6 +3,7 @@
 import random
 
 import pytest
+import torch
 
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance"]
 
@@ -25,6 +26,24 @@ def write_tiny_dataset(root, name="tiny", n_users=24, n_items=30, per_user=9, se
                 item = (start + step * len(GENRES)) % n_items + 1
                 f.write(f"u{user}\ti{item}\t{3 + (user + step) % 3}\t{user * 1000 + step}\n")
     return folder
+
+
+def tiny_janus(path):
+    """Save a tiny random JanusForConditionalGeneration (its own 16-code VQ model) to ``path``."""
+    from transformers import JanusConfig, JanusForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = JanusConfig(
+        text_config={"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                     "num_attention_heads": 2, "num_key_value_heads": 2, "vocab_size": 64},
+        vision_config={"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": 32,
+                       "patch_size": 8, "projection_dim": 32, "num_image_tokens": 16, "mlp_ratio": 2.0},
+        vq_config={"embed_dim": 4, "num_embeddings": 32, "latent_channels": 32, "base_channels": 32,
+                   "channel_multiplier": [1, 2], "num_res_blocks": 1, "num_patches": 4, "projection_dim": 32,
+                   "image_token_embed_dim": 32, "num_hidden_layers": 1},
+        image_token_id=63,
+    )
+    JanusForConditionalGeneration(config).save_pretrained(path)
 
 
 @pytest.fixture

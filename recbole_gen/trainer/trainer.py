@@ -28,6 +28,8 @@ from recbole_gen.evaluator.collector import COPIED_FIELD, SHOWN_FIELD, Generativ
 from recbole_gen.evaluator.encoder import catalog_encoder
 from recbole_gen.evaluator.gallery import gallery_image, select_rows
 from recbole_gen.model.sampling import split_seed
+from recbole_gen.rl.reranker import best_of_n, expected_embedding
+from recbole_gen.rl.reward import RewardModel
 
 RESUME_SUFFIX = "-resume.pth"
 
@@ -221,6 +223,8 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
         self.ceiling_result = None
         self.gallery_files = []
         self._show_ceiling = False
+        self._reward_model = None
+        self._eval_dataset = None  # the dataset of the evaluation in progress
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         self.epoch = epoch_idx
@@ -236,14 +240,27 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
     def sampling_seed(self):
         return split_seed(self.config["eval_seed"], self.phase)
 
+    def reward_model(self, dataset):
+        """The RL stage's :class:`~recbole_gen.rl.reward.RewardModel` of ``dataset``'s catalog (built once)."""
+        if self._reward_model is None:
+            self._reward_model = RewardModel.from_config(self.config, dataset)
+        return self._reward_model
+
+    def eval_generation(self, interaction, dataset):
+        """``(generation, k)``: the k images shown to each row of ``interaction`` in this evaluation."""
+        if self._show_ceiling:
+            return self.model.reconstruct_targets(interaction), 1
+        samples, best_of = self.config["eval_samples"], self.config["eval_best_of"]
+        generation = self.model.generate(interaction, samples * best_of, seed=self.sampling_seed())
+        if best_of > 1:
+            reward_model = self.reward_model(dataset)
+            generation = best_of_n(generation, expected_embedding(self.model, reward_model, interaction), reward_model, best_of)
+        return generation, samples
+
     def _full_sort_batch_eval(self, batched_data):
         interaction, history_index, positive_u, positive_i = batched_data
         interaction = interaction.to(self.device)
-        if self._show_ceiling:
-            samples, generation = 1, self.model.reconstruct_targets(interaction)
-        else:
-            samples = self.config["eval_samples"]
-            generation = self.model.generate(interaction, samples, seed=self.sampling_seed())
+        generation, samples = self.eval_generation(interaction, self._eval_dataset)
         scores = self.model.score_catalog(generation.codes.view(len(interaction), samples, -1))
         scores[:, 0] = -np.inf  # as RecBole's _full_sort_batch_eval: never the padding item or seen items
         if history_index is not None:
@@ -260,6 +277,7 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
         """RecBole's evaluate; ``split`` ('valid' or 'test') names the split ``eval_data`` holds, which picks
         the sampling stream (default: 'valid' inside ``fit``, else 'test')."""
         previous, self.phase = self.phase, split or self.phase
+        self._eval_dataset = eval_data._dataset
         try:
             result = super().evaluate(eval_data, load_best_model, model_file, show_progress)
             if result is None:

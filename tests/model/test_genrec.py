@@ -11,6 +11,8 @@ from recbole_gen.model.sampling import split_seed
 from recbole_gen.model.sequential_recommender.genrec import GenRec
 from recbole_gen.quick_start import load_data_and_model, run_recbole_gen
 
+from conftest import tiny_janus
+
 def build(config_dict):
     config = Config(model="GenRec", dataset="tiny", config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
@@ -157,23 +159,6 @@ def test_user_encoder_checkpoint_of_another_model_is_refused(genrec_config):
     gru = run_recbole_gen(model="GRU4Rec", dataset="tiny", config_dict={**genrec_config, "epochs": 1, "metrics": ["Recall"], "valid_metric": "Recall@10"})
     with pytest.raises(ValueError, match="holds a GRU4Rec, but user_encoder is SASRec"):
         build({**genrec_config, "user_encoder_checkpoint": gru["trainer"].saved_model_file})
-
-
-def tiny_janus(path):
-    from transformers import JanusConfig, JanusForConditionalGeneration
-
-    torch.manual_seed(0)
-    config = JanusConfig(
-        text_config={"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-                     "num_attention_heads": 2, "num_key_value_heads": 2, "vocab_size": 64},
-        vision_config={"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": 32,
-                       "patch_size": 8, "projection_dim": 32, "num_image_tokens": 16, "mlp_ratio": 2.0},
-        vq_config={"embed_dim": 4, "num_embeddings": 32, "latent_channels": 32, "base_channels": 32,
-                   "channel_multiplier": [1, 2], "num_res_blocks": 1, "num_patches": 4, "projection_dim": 32,
-                   "image_token_embed_dim": 32, "num_hidden_layers": 1},
-        image_token_id=63,
-    )
-    JanusForConditionalGeneration(config).save_pretrained(path)
 
 
 @pytest.mark.parametrize("lora", [0, 4])

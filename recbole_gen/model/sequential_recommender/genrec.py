@@ -104,6 +104,11 @@ class GenRec(SequentialRecommender):
         """The model of a checkpoint's ``other_parameter['components']``, ready for its state dict."""
         return cls(config, dataset, components=json.loads(checkpoint["other_parameter"]["components"]))
 
+    @staticmethod
+    def start_checkpoint(config):
+        """The supervised checkpoint the RL stage starts from (``rl_init_checkpoint``), or None."""
+        return config["rl_init_checkpoint"]
+
     @property
     def tokenizer(self):
         return self.generator.tokenizer

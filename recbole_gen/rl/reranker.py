@@ -1,0 +1,33 @@
+"""Best-of-N: the baseline an RL-trained generator must beat at the same number of samples.
+
+For each shown image, N samples of the (supervised) generator are drawn and the one closest, in the reward
+encoder's space, to what the user encoder expects is kept: the mean of the embeddings of its top
+``RERANK_TOP_ITEMS`` catalog items (items with content), weighted by the softmax of their scores. It uses
+the user encoder and the reward space only, never the evaluation space or the targets.
+"""
+
+import torch
+import torch.nn.functional as F
+
+from recbole_gen.model.sequential_recommender.genrec import Generation
+
+RERANK_TOP_ITEMS = 10
+
+
+@torch.no_grad()
+def expected_embedding(model, reward_model, interaction):
+    """``(B, d)``: the user-encoder-weighted mean reward-space embedding of each row's top catalog items."""
+    scores = model.user_encoder.full_sort_predict(interaction).float()
+    scores[:, ~reward_model.has_content.to(scores.device)] = -torch.inf
+    top = scores.topk(RERANK_TOP_ITEMS, dim=1)
+    weights = top.values.softmax(dim=1).cpu()
+    return F.normalize((weights.unsqueeze(-1) * reward_model.catalog[top.indices.cpu()]).sum(dim=1), dim=-1)
+
+
+def best_of_n(generation, expected, reward_model, n):
+    """Keep, of every ``n`` adjacent samples of ``generation``, the one closest to its row's ``expected``
+    embedding ``(B, d)`` (rows' samples adjacent: B * k * n samples -> B * k)."""
+    embeddings = reward_model.embed(generation.images)
+    sims = (embeddings.view(len(expected), -1, n, embeddings.shape[1]) * expected[:, None, None]).sum(dim=-1)
+    keep = (torch.arange(sims.shape[0] * sims.shape[1]) * n + sims.argmax(dim=-1).flatten())
+    return Generation(codes=generation.codes[keep.to(generation.codes.device)], images=generation.images[keep])

@@ -1,0 +1,103 @@
+"""The RL stage's reward: a reward encoder that is not an evaluation encoder, and composable reward terms.
+
+The reward encoder is an item encoder fitted like the evaluation one (:mod:`recbole_gen.evaluator.encoder`)
+but with its own settings (``rl_reward_text_fields``, ``rl_reward_fit_epochs``, ``rl_reward_fit_seed``): a
+policy optimised against a space is never scored or selected in that space, and :func:`reward_encoder`
+refuses settings that would make the two the same fit.
+
+Terms, each per generated sample, weighted by config and summed:
+
+- ``contrastive`` (``rl_contrastive_weight``): cosine to the sample's own target (the training row's next
+  item) minus the mean cosine to the other rows' targets in the batch, so one prototypical image shown to
+  everyone earns nothing;
+- ``realism`` (``rl_realism_weight``): mean cosine to the ``REALISM_NEIGHBOURS`` closest catalog items, high
+  where the sample lies on the catalog's image distribution;
+- ``diversity`` (``rl_diversity_weight``): one minus the mean cosine to the other samples of its group;
+- ``copy`` (``rl_copy_penalty``): minus one for an exact copy of a catalog item's codes.
+
+Only the targets a caller passes enter the reward: the RL trainer passes the training rows' next items.
+"""
+
+import collections
+from dataclasses import dataclass
+
+import torch
+
+from recbole_gen.data.item_content import item_content
+from recbole_gen.evaluator.encoder import FIT, catalog_encoder, fitted_encoder_dir
+
+REALISM_NEIGHBOURS = 10
+TERMS = ("contrastive", "realism", "diversity", "copy")
+
+
+def reward_settings(config):
+    """``config`` seen through the reward encoder's fit settings (a mapping read like a Config)."""
+    overrides = {"eval_encoder": FIT, "encoder_fit_text_fields": config["rl_reward_text_fields"],
+                 "encoder_fit_epochs": config["rl_reward_fit_epochs"], "encoder_fit_seed": config["rl_reward_fit_seed"]}
+    return collections.ChainMap(overrides, config)
+
+
+@dataclass
+class Rewards:
+    total: torch.Tensor  # (N,)
+    terms: dict  # name -> (N,) unweighted term
+
+
+class RewardModel:
+    """Scores generated images against their rows' targets in the reward encoder's space."""
+
+    def __init__(self, encoder, catalog, has_content, weights):
+        self.encoder = encoder
+        self.catalog = catalog  # (n_items, d) unit embeddings, row = internal item id
+        self.candidates = catalog[has_content]
+        self.has_content = has_content
+        self.weights = weights  # term -> weight; terms with weight 0 are not computed
+
+    @classmethod
+    def from_config(cls, config, dataset):
+        settings = reward_settings(config)
+        if config["eval_encoder"] == FIT:
+            content = item_content(config, dataset)
+            if fitted_encoder_dir(settings, content) == fitted_encoder_dir(config, content):
+                raise ValueError(
+                    "the reward encoder would be the evaluation encoder: set rl_reward_text_fields, rl_reward_fit_epochs "
+                    "or rl_reward_fit_seed apart from encoder_fit_text_fields, encoder_fit_epochs, encoder_fit_seed"
+                )
+        content, encoder, embeddings = catalog_encoder(settings, dataset)
+        has_content = content.has_image.clone()
+        has_content[0] = False
+        weights = {"contrastive": config["rl_contrastive_weight"], "realism": config["rl_realism_weight"],
+                   "diversity": config["rl_diversity_weight"], "copy": config["rl_copy_penalty"]}
+        return cls(encoder, embeddings, has_content, weights)
+
+    def embed(self, images):
+        return self.encoder.encode_images(images)
+
+    def target_sim(self, embeddings, targets):
+        """``(N,)`` cosine of each embedding to its target item's embedding."""
+        return (embeddings * self.catalog[targets.cpu()]).sum(dim=1)
+
+    def __call__(self, generation, copied, targets, group_size):
+        """Rewards of the ``generation`` of B * G images, groups of ``group_size`` = G adjacent samples of the
+        rows whose next items are ``targets`` ``(B,)``; ``copied`` ``(B * G,)`` marks exact catalog copies."""
+        embeddings = self.embed(generation.images)
+        terms = {}
+        if self.weights["contrastive"]:
+            sims = embeddings @ self.catalog[targets.cpu()].T  # (B * G, B)
+            own = torch.arange(len(embeddings)) // group_size
+            own_sim = sims.gather(1, own.unsqueeze(1)).squeeze(1)
+            others = (sims.sum(dim=1) - own_sim) / max(len(targets) - 1, 1)
+            terms["contrastive"] = own_sim - others
+        if self.weights["realism"]:
+            terms["realism"] = (embeddings @ self.candidates.T).topk(min(REALISM_NEIGHBOURS, len(self.candidates)), dim=1).values.mean(dim=1)
+        if self.weights["diversity"] and group_size > 1:
+            grouped = embeddings.view(-1, group_size, embeddings.shape[1])
+            pair_sims = grouped @ grouped.transpose(1, 2)
+            terms["diversity"] = (1 - (pair_sims.sum(dim=2) - 1) / (group_size - 1)).flatten()
+        if self.weights["copy"]:
+            terms["copy"] = -copied.float().cpu()
+        total = sum(self.weights[name] * value for name, value in terms.items())
+        if not terms:
+            total = torch.zeros(len(embeddings))
+        return Rewards(total=total, terms=terms)
+

@@ -1,0 +1,61 @@
+"""Reward terms and the best-of-N reranker on hand-made embeddings."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from recbole_gen.model.sequential_recommender.genrec import Generation
+from recbole_gen.rl.reranker import best_of_n
+from recbole_gen.rl.reward import RewardModel
+
+E = torch.eye(3)
+CATALOG = torch.cat([torch.zeros(1, 3), E])  # row 0 padding; items 1..3 = e0..e2
+HAS_CONTENT = torch.tensor([False, True, True, True])
+
+
+class PixelEncoder:
+    """Embeds a (N, 3, 1, 1) image as its unit-normalised pixel."""
+
+    def encode_images(self, images):
+        return F.normalize(images.float().flatten(1), dim=1)
+
+
+def images(*vectors):
+    return torch.stack([torch.as_tensor(v, dtype=torch.float) for v in vectors]).view(-1, 3, 1, 1)
+
+
+def reward_model(**weights):
+    return RewardModel(PixelEncoder(), CATALOG, HAS_CONTENT, {"contrastive": 0.0, "realism": 0.0, "diversity": 0.0, "copy": 0.0, **weights})
+
+
+def generation(*vectors):
+    pictures = images(*vectors)
+    return Generation(codes=torch.zeros(len(pictures), 4, dtype=torch.long), images=pictures)
+
+
+def test_contrastive_reward_pays_for_the_own_target_and_nothing_for_one_image_for_everyone():
+    model = reward_model(contrastive=1.0)
+    targets = torch.tensor([1, 2])  # row 0's next item e0, row 1's e1; groups of one sample
+    personal = model(generation(E[0], E[1]), torch.zeros(2, dtype=torch.bool), targets, 1)
+    assert personal.total.tolist() == pytest.approx([1.0, 1.0])  # own cos 1, the other row's target 0
+    prototype = model(generation(E[0] + E[1], E[0] + E[1]), torch.zeros(2, dtype=torch.bool), targets, 1)
+    assert prototype.total.tolist() == pytest.approx([0.0, 0.0])
+
+
+def test_copy_penalty_realism_and_diversity():
+    copied = torch.tensor([True, False])
+    model = reward_model(copy=0.5)
+    assert model(generation(E[0], E[1]), copied, torch.tensor([1]), 2).total.tolist() == [-0.5, 0.0]
+    diverse = reward_model(diversity=1.0)(generation(E[0], E[1], E[2], E[2]), torch.zeros(4, dtype=torch.bool), torch.tensor([1, 2]), 2)
+    assert diverse.total.tolist() == pytest.approx([1.0, 1.0, 0.0, 0.0])  # group 0 orthogonal, group 1 identical
+    realism = reward_model(realism=1.0)(generation(E[0]), torch.zeros(1, dtype=torch.bool), torch.tensor([1]), 1)
+    assert realism.total.item() == pytest.approx(1 / 3)  # mean over the 3 (< 10) catalog items of cos 1, 0, 0
+
+
+def test_best_of_n_keeps_the_sample_closest_to_the_expected_embedding():
+    model = reward_model()
+    # two users, one shown image each, best of 3: user 0 expects e1, user 1 expects e2
+    candidates = generation(E[0], E[1] + 0.1 * E[0], E[2], E[2] + E[0], E[0], E[1])
+    candidates.codes = torch.arange(6).unsqueeze(1)
+    kept = best_of_n(candidates, torch.stack([E[1], E[2]]), model, 3)
+    assert kept.codes.flatten().tolist() == [1, 3]

@@ -1,0 +1,121 @@
+"""The RL stage on a tiny dataset with tiny models built in the test."""
+
+import pytest
+import torch
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import init_seed
+
+from recbole_gen.config import Config
+from recbole_gen.model.sequential_recommender.genrec import GenRec
+from recbole_gen.quick_start import load_data_and_model, run_recbole_gen
+from recbole_gen.rl.reward import Rewards
+from recbole_gen.trainer import GenRecRLTrainer, get_trainer
+
+from conftest import tiny_janus
+
+RL = {"rl_batch_size": 4, "rl_group_size": 4, "rl_reward_fit_epochs": 1, "gallery_users": 0}
+
+
+def build(config_dict):
+    config = Config(model="GenRec", dataset="tiny", config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    train_data, valid_data, test_data = data_preparation(config, create_dataset(config))
+    model = GenRec(config, train_data._dataset)
+    return config, model, train_data
+
+
+def code_zero_share(generation, copied, targets, group_size):
+    """A synthetic reward: the share of codes that are code 0."""
+    return Rewards(total=(generation.codes == 0).float().mean(dim=1).cpu(), terms={})
+
+
+def run_steps(config_dict, steps, reward=code_zero_share):
+    config, model, train_data = build(config_dict)
+    trainer = GenRecRLTrainer(config, model)
+    trainer.model.train()  # as _train_epoch: the frozen user encoder stays in eval mode
+    rows = next(trainer.training_rows(train_data))
+    records = [trainer.grpo_step(rows, reward) for _ in range(steps)]
+    return trainer, records
+
+
+def test_grpo_raises_a_synthetic_reward_within_a_few_steps(genrec_config):
+    _, records = run_steps({**genrec_config, **RL, "rl_learning_rate": 0.01, "rl_kl_weight": 0.0}, steps=12)
+    rewards = [r["reward_mean"] for r in records]
+    assert sum(rewards[-3:]) / 3 > sum(rewards[:3]) / 3 + 0.02
+    assert records[-1]["kl"] > 0
+
+
+def test_grpo_trains_the_janus_generator(genrec_config, tiny_dataset):
+    tiny_janus(tiny_dataset / "janus")
+    trainer, records = run_steps({**genrec_config, **RL, "generator_path": str(tiny_dataset / "janus"), "rl_learning_rate": 0.01,
+                                  "rl_kl_weight": 0.0}, steps=3)
+    assert type(trainer.model.generator).__name__ == "JanusGenerator"
+    assert records[-1]["kl"] > 0 and all(r["reward_mean"] == r["reward_mean"] for r in records)
+
+
+def test_a_very_large_kl_weight_keeps_the_policy_at_the_reference(genrec_config):
+    free, free_records = run_steps({**genrec_config, **RL, "rl_learning_rate": 0.01, "rl_kl_weight": 0.0}, steps=8)
+    held, held_records = run_steps({**genrec_config, **RL, "rl_learning_rate": 0.01, "rl_kl_weight": 1e4}, steps=8)
+    assert held_records[-1]["kl"] < 0.05 * free_records[-1]["kl"]
+    assert held_records[-1]["kl"] < 1e-3
+
+
+def test_the_reward_sees_only_training_targets(genrec_config, monkeypatch):
+    config = {**genrec_config, "epochs": 1, "metrics": ["TargetSim"], "valid_metric": "TargetSim"}
+    checkpoint = run_recbole_gen(model="GenRec", dataset="tiny", config_dict=config)["trainer"].saved_model_file
+    seen = []
+    rewards = GenRecRLTrainer.rewards
+
+    def spy(self, reward_model, rows, generation):
+        seen.extend(zip(rows[self.model.USER_ID].tolist(), rows[self.model.ITEM_SEQ_LEN].tolist(), rows[self.model.POS_ITEM_ID].tolist()))
+        return rewards(self, reward_model, rows, generation)
+
+    monkeypatch.setattr(GenRecRLTrainer, "rewards", spy)
+    result = run_recbole_gen(model="GenRec", dataset="tiny", config_dict={
+        **config, **RL, "rl_init_checkpoint": checkpoint, "rl_epochs": 2, "rl_steps_per_epoch": 4})
+    trainer = result["trainer"]
+    train_data, valid_data, test_data = data_preparation(trainer.config, create_dataset(trainer.config))
+
+    def triples(data):
+        inter = data._dataset.inter_feat
+        return set(zip(inter["user_id"].tolist(), inter["item_length"].tolist(), inter["item_id"].tolist()))
+
+    assert len(seen) == 2 * 4 * 4
+    assert set(seen) <= triples(train_data)
+    assert not set(seen) & (triples(valid_data) | triples(test_data))
+
+
+def test_an_rl_checkpoint_round_trips_and_samples_identically(genrec_config):
+    config = {**genrec_config, "epochs": 1, "metrics": ["TargetSim", "CopyShare"], "valid_metric": "TargetSim"}
+    sft = run_recbole_gen(model="GenRec", dataset="tiny", config_dict=config)["trainer"].saved_model_file
+    result = run_recbole_gen(model="GenRec", dataset="tiny", config_dict={
+        **config, **RL, "rl_init_checkpoint": sft, "rl_epochs": 1, "rl_steps_per_epoch": 2, "rl_learning_rate": 0.01})
+    trainer = result["trainer"]
+    assert isinstance(trainer, GenRecRLTrainer)
+    _, model, _, _, _, test_data = load_data_and_model(trainer.saved_model_file)
+    batch = next(iter(test_data))[0]
+    again = model.eval().generate(batch, num_samples=2, seed=5).codes
+    assert torch.equal(again, trainer.model.eval().generate(batch.to(trainer.device), num_samples=2, seed=5).codes)
+    # RL changed the generator: the supervised checkpoint samples otherwise
+    _, supervised, _, _, _, _ = load_data_and_model(sft)
+    assert not torch.equal(again, supervised.eval().generate(batch, num_samples=2, seed=5).codes)
+    assert get_trainer(trainer.config["MODEL_TYPE"], "GenRec").__name__ == "GenRecTrainer"  # without the config: evaluation
+
+
+def test_dpo_prefers_the_better_of_each_pair(genrec_config):
+    config, model, train_data = build({**genrec_config, **RL, "rl_algorithm": "dpo", "rl_learning_rate": 0.01, "rl_dpo_beta": 1.0})
+    trainer = GenRecRLTrainer(config, model)
+    trainer.model.train()
+    rows = next(trainer.training_rows(train_data))
+    losses = [trainer.dpo_step(rows, code_zero_share)["loss"] for _ in range(8)]
+    assert losses[0] == pytest.approx(0.6931, abs=1e-3)  # the policy starts at the reference: -log sigmoid(0)
+    assert losses[-1] < losses[0]
+
+
+def test_the_reward_encoder_cannot_be_the_evaluation_encoder(genrec_config):
+    from recbole_gen.rl.reward import RewardModel
+
+    config, model, train_data = build({**genrec_config, "rl_reward_fit_epochs": genrec_config["encoder_fit_epochs"],
+                                       "rl_reward_fit_seed": 2020})
+    with pytest.raises(ValueError, match="reward encoder would be the evaluation encoder"):
+        RewardModel.from_config(config, train_data._dataset)
