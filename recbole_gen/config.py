@@ -174,6 +174,8 @@ CONFIG_TYPES = {
     "rl_realism_weight": _NUMBER,
     "rl_diversity_weight": _NUMBER,
     "rl_copy_penalty": _NUMBER,
+    "rl_reward_horizon": int,
+    "rl_expectation_weight": _NUMBER,
     "gallery_samples": int,
 }
 

@@ -309,7 +309,7 @@ class NovelTargetSim(PersonalLift):
         novel = novel_mask(inputs, self.threshold)
         result = {"novelusers": round(novel.any(dim=1).double().mean().item(), self.decimal_place)}
         if not novel.any():
-            return {**result, "noveltargetsim": float("nan")}
+            return result  # nothing novel to score (every item a ranking model shows is a catalog item)
         subset = novel_inputs(inputs, novel)
         return {**result, "noveltargetsim": round(target_sim(subset), self.decimal_place),
                 **self.lift(subset, "novelpersonallift")}

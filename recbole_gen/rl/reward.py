@@ -7,13 +7,18 @@ refuses settings that would make the two the same fit.
 
 Terms, each per generated sample, weighted by config and summed:
 
-- ``contrastive`` (``rl_contrastive_weight``): cosine to the sample's own target (the training row's next
-  item) minus the mean cosine to the other rows' targets in the batch, so one prototypical image shown to
-  everyone earns nothing;
+- ``contrastive`` (``rl_contrastive_weight``): mean cosine to the sample's own targets (the training row's
+  next item and the user's following training items, ``rl_reward_horizon`` in all: averaging a few future
+  items cuts the noise of a single draw) minus the mean cosine to the other rows' targets in the batch, so
+  one prototypical image shown to everyone earns nothing;
 - ``realism`` (``rl_realism_weight``): mean cosine to the ``REALISM_NEIGHBOURS`` closest catalog items, high
   where the sample lies on the catalog's image distribution;
 - ``diversity`` (``rl_diversity_weight``): one minus the mean cosine to the other samples of its group;
-- ``copy`` (``rl_copy_penalty``): minus one for an exact copy of a catalog item's codes.
+- ``copy`` (``rl_copy_penalty``): minus one for an exact copy of a catalog item's codes;
+- ``expectation`` (``rl_expectation_weight``): cosine to what the user encoder expects, the
+  score-weighted mean embedding of the user's top catalog items (:mod:`recbole_gen.rl.reranker`, the
+  best-of-N baseline's criterion): a low-noise signal that needs no target, which the single future
+  items of the contrastive term are not.
 
 Only the targets a caller passes enter the reward: the RL trainer passes the training rows' next items.
 """
@@ -27,7 +32,7 @@ from recbole_gen.data.item_content import item_content
 from recbole_gen.evaluator.encoder import FIT, catalog_encoder, fitted_encoder_dir
 
 REALISM_NEIGHBOURS = 10
-TERMS = ("contrastive", "realism", "diversity", "copy")
+TERMS = ("contrastive", "realism", "diversity", "copy", "expectation")
 
 
 def reward_settings(config):
@@ -67,7 +72,8 @@ class RewardModel:
         has_content = content.has_image.clone()
         has_content[0] = False
         weights = {"contrastive": config["rl_contrastive_weight"], "realism": config["rl_realism_weight"],
-                   "diversity": config["rl_diversity_weight"], "copy": config["rl_copy_penalty"]}
+                   "diversity": config["rl_diversity_weight"], "copy": config["rl_copy_penalty"],
+                   "expectation": config["rl_expectation_weight"]}
         return cls(encoder, embeddings, has_content, weights)
 
     def embed(self, images):
@@ -77,13 +83,20 @@ class RewardModel:
         """``(N,)`` cosine of each embedding to its target item's embedding."""
         return (embeddings * self.catalog[targets.cpu()]).sum(dim=1)
 
-    def __call__(self, generation, copied, targets, group_size):
+    def target_means(self, targets):
+        """``(B, d)``: the mean embedding of each row's targets ``(B, K)`` with content (0 = none)."""
+        targets = targets.cpu()
+        valid = self.has_content[targets].float().unsqueeze(-1)
+        return (self.catalog[targets] * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1)
+
+    def __call__(self, generation, copied, targets, group_size, expected=None):
         """Rewards of the ``generation`` of B * G images, groups of ``group_size`` = G adjacent samples of the
-        rows whose next items are ``targets`` ``(B,)``; ``copied`` ``(B * G,)`` marks exact catalog copies."""
+        rows whose targets are ``targets`` ``(B, K)`` (items, 0 = none); ``copied`` ``(B * G,)`` marks exact
+        catalog copies; ``expected`` ``(B, d)``, the rows' expected embeddings, when the expectation term is on."""
         embeddings = self.embed(generation.images)
         terms = {}
         if self.weights["contrastive"]:
-            sims = embeddings @ self.catalog[targets.cpu()].T  # (B * G, B)
+            sims = embeddings @ self.target_means(targets).T  # (B * G, B): mean cosine to each row's targets
             own = torch.arange(len(embeddings)) // group_size
             own_sim = sims.gather(1, own.unsqueeze(1)).squeeze(1)
             others = (sims.sum(dim=1) - own_sim) / max(len(targets) - 1, 1)
@@ -96,6 +109,8 @@ class RewardModel:
             terms["diversity"] = (1 - (pair_sims.sum(dim=2) - 1) / (group_size - 1)).flatten()
         if self.weights["copy"]:
             terms["copy"] = -copied.float().cpu()
+        if self.weights["expectation"]:
+            terms["expectation"] = (embeddings * expected.repeat_interleave(group_size, dim=0)).sum(dim=1)
         total = sum(self.weights[name] * value for name, value in terms.items())
         if not terms:
             total = torch.zeros(len(embeddings))

@@ -29,16 +29,33 @@ import os
 import time
 
 import torch
+from recbole.data.interaction import Interaction
 from recbole.utils import set_color
 from tqdm import tqdm
 from transformers import GenerationConfig
 
 from recbole_gen.fitting import atomic_file
 from recbole_gen.model.sequential_recommender.genrec import Generation
+from recbole_gen.rl.reranker import expected_embedding
 from recbole_gen.rl.objectives import code_entropy, code_kl, code_log_probs, dpo_loss, group_advantages, grpo_loss
 from recbole_gen.trainer.trainer import GenRecTrainer
 
 ALGORITHMS = ("grpo", "dpo")
+FUTURE_FIELD = "rl_future_items"
+
+
+def future_items(dataset, horizon):
+    """``(rows, horizon)``: for each row of a sequential *training* dataset, its next item and the user's
+    following ``horizon - 1`` training targets (0 past the user's last training row). RecBole builds the
+    rows of each user consecutively in time order (``SequentialDataset.data_augmentation``), so the
+    following rows of the same user hold them; items of the validation and test splits are not there."""
+    users, targets = dataset.inter_feat[dataset.uid_field], dataset.inter_feat[dataset.iid_field]
+    future = torch.zeros(len(users), horizon, dtype=torch.long)
+    for offset in range(horizon):
+        same_user = torch.zeros(len(users), dtype=torch.bool)
+        same_user[: len(users) - offset] = users[offset:] == users[: len(users) - offset]
+        future[: len(users) - offset, offset] = torch.where(same_user[: len(users) - offset], targets[offset:], 0)
+    return future
 
 
 class GenRecRLTrainer(GenRecTrainer):
@@ -69,11 +86,20 @@ class GenRecRLTrainer(GenRecTrainer):
     def log_file(self):
         return os.path.splitext(self.saved_model_file)[0] + "-rl.json"
 
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        if valid_data is not None and self._resume_state is None and not self.log["validations"]:
+            self.epoch = -1
+            self._valid_epoch(valid_data, show_progress=show_progress)  # step 0: the supervised policy, for the curves
+        return super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+
     # -- training ----------------------------------------------------------------------------------
     def training_rows(self, train_data):
         """Batches of ``rl_batch_size`` training rows whose next item has an image, passing over the
         training split as often as needed (rows without an image cannot be rewarded and are counted)."""
         model, size = self.model, self.config["rl_batch_size"]
+        dataset = train_data._dataset
+        if FUTURE_FIELD not in dataset.inter_feat:
+            dataset.inter_feat.update(Interaction({FUTURE_FIELD: future_items(dataset, self.config["rl_reward_horizon"])}))
         while True:
             for interaction in train_data:
                 has_image = model.has_image[interaction[model.POS_ITEM_ID].to(model.has_image.device)].cpu()
@@ -123,7 +149,8 @@ class GenRecRLTrainer(GenRecTrainer):
     def rewards(self, reward_model, rows, generation):
         """``(Rewards, copied)`` of a generation for ``rows``: the reward sees the rows' own next items only."""
         copied = self.model.copied_items(generation.codes) > 0
-        return reward_model(generation, copied, rows[self.model.POS_ITEM_ID], self.group_size), copied
+        expected = expected_embedding(self.reference, reward_model, rows) if reward_model.weights.get("expectation") else None
+        return reward_model(generation, copied, rows[FUTURE_FIELD], self.group_size, expected), copied
 
     def grpo_step(self, rows, reward_model):
         start = time.perf_counter()

@@ -35,21 +35,36 @@ def generation(*vectors):
 
 def test_contrastive_reward_pays_for_the_own_target_and_nothing_for_one_image_for_everyone():
     model = reward_model(contrastive=1.0)
-    targets = torch.tensor([1, 2])  # row 0's next item e0, row 1's e1; groups of one sample
+    targets = torch.tensor([[1], [2]])  # row 0's next item e0, row 1's e1; groups of one sample
     personal = model(generation(E[0], E[1]), torch.zeros(2, dtype=torch.bool), targets, 1)
     assert personal.total.tolist() == pytest.approx([1.0, 1.0])  # own cos 1, the other row's target 0
     prototype = model(generation(E[0] + E[1], E[0] + E[1]), torch.zeros(2, dtype=torch.bool), targets, 1)
     assert prototype.total.tolist() == pytest.approx([0.0, 0.0])
 
 
+def test_contrastive_reward_averages_a_rows_future_items_and_skips_padding():
+    model = reward_model(contrastive=1.0)
+    targets = torch.tensor([[1, 2, 0], [3, 0, 0]])  # row 0: e0 then e1 (then none); row 1: e2
+    rewards = model(generation(E[0], E[2]), torch.zeros(2, dtype=torch.bool), targets, 1)
+    # row 0's sample e0: mean cosine to its targets (1 + 0)/2, to row 1's 0; row 1's e2: 1 against (0 + 0)/2
+    assert rewards.total.tolist() == pytest.approx([0.5, 1.0])
+
+
 def test_copy_penalty_realism_and_diversity():
     copied = torch.tensor([True, False])
     model = reward_model(copy=0.5)
-    assert model(generation(E[0], E[1]), copied, torch.tensor([1]), 2).total.tolist() == [-0.5, 0.0]
-    diverse = reward_model(diversity=1.0)(generation(E[0], E[1], E[2], E[2]), torch.zeros(4, dtype=torch.bool), torch.tensor([1, 2]), 2)
+    assert model(generation(E[0], E[1]), copied, torch.tensor([[1]]), 2).total.tolist() == [-0.5, 0.0]
+    diverse = reward_model(diversity=1.0)(generation(E[0], E[1], E[2], E[2]), torch.zeros(4, dtype=torch.bool), torch.tensor([[1], [2]]), 2)
     assert diverse.total.tolist() == pytest.approx([1.0, 1.0, 0.0, 0.0])  # group 0 orthogonal, group 1 identical
-    realism = reward_model(realism=1.0)(generation(E[0]), torch.zeros(1, dtype=torch.bool), torch.tensor([1]), 1)
+    realism = reward_model(realism=1.0)(generation(E[0]), torch.zeros(1, dtype=torch.bool), torch.tensor([[1]]), 1)
     assert realism.total.item() == pytest.approx(1 / 3)  # mean over the 3 (< 10) catalog items of cos 1, 0, 0
+
+
+def test_expectation_term_is_the_cosine_to_each_rows_expected_embedding():
+    model = reward_model(expectation=1.0)
+    rewards = model(generation(E[0], E[1], E[2], E[2]), torch.zeros(4, dtype=torch.bool), torch.tensor([[1], [2]]), 2,
+                    expected=torch.stack([E[0], E[2]]))
+    assert rewards.total.tolist() == pytest.approx([1.0, 0.0, 1.0, 1.0])
 
 
 def test_best_of_n_keeps_the_sample_closest_to_the_expected_embedding():

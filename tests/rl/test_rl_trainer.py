@@ -10,6 +10,7 @@ from recbole_gen.model.sequential_recommender.genrec import GenRec
 from recbole_gen.quick_start import load_data_and_model, run_recbole_gen
 from recbole_gen.rl.reward import Rewards
 from recbole_gen.trainer import GenRecRLTrainer, get_trainer
+from recbole_gen.trainer.rl_trainer import FUTURE_FIELD, future_items
 
 from conftest import tiny_janus
 
@@ -63,11 +64,14 @@ def test_a_very_large_kl_weight_keeps_the_policy_at_the_reference(genrec_config)
 def test_the_reward_sees_only_training_targets(genrec_config, monkeypatch):
     config = {**genrec_config, "epochs": 1, "metrics": ["TargetSim"], "valid_metric": "TargetSim"}
     checkpoint = run_recbole_gen(model="GenRec", dataset="tiny", config_dict=config)["trainer"].saved_model_file
-    seen = []
+    seen, future = [], []
     rewards = GenRecRLTrainer.rewards
 
     def spy(self, reward_model, rows, generation):
+        assert torch.equal(rows[FUTURE_FIELD][:, 0], rows[self.model.POS_ITEM_ID])  # the first target: the row's next item
         seen.extend(zip(rows[self.model.USER_ID].tolist(), rows[self.model.ITEM_SEQ_LEN].tolist(), rows[self.model.POS_ITEM_ID].tolist()))
+        future.extend((user, item) for user, items in zip(rows[self.model.USER_ID].tolist(), rows[FUTURE_FIELD].tolist())
+                      for item in items if item)
         return rewards(self, reward_model, rows, generation)
 
     monkeypatch.setattr(GenRecRLTrainer, "rewards", spy)
@@ -83,15 +87,19 @@ def test_the_reward_sees_only_training_targets(genrec_config, monkeypatch):
     assert len(seen) == 2 * 4 * 4
     assert set(seen) <= triples(train_data)
     assert not set(seen) & (triples(valid_data) | triples(test_data))
+    # the following items averaged into the reward are the same users' training targets too, and some rows have several
+    assert {(user, item) for user, _, item in triples(train_data)} >= set(future) and len(future) > len(seen)
 
 
 def test_an_rl_checkpoint_round_trips_and_samples_identically(genrec_config):
     config = {**genrec_config, "epochs": 1, "metrics": ["TargetSim", "CopyShare"], "valid_metric": "TargetSim"}
     sft = run_recbole_gen(model="GenRec", dataset="tiny", config_dict=config)["trainer"].saved_model_file
     result = run_recbole_gen(model="GenRec", dataset="tiny", config_dict={
-        **config, **RL, "rl_init_checkpoint": sft, "rl_epochs": 1, "rl_steps_per_epoch": 2, "rl_learning_rate": 0.01})
+        **config, **RL, "rl_init_checkpoint": sft, "rl_epochs": 1, "rl_steps_per_epoch": 2, "rl_learning_rate": 0.01,
+        "rl_expectation_weight": 1.0})
     trainer = result["trainer"]
     assert isinstance(trainer, GenRecRLTrainer)
+    assert all("reward_expectation" in step for step in trainer.log["steps"])
     _, model, _, _, _, test_data = load_data_and_model(trainer.saved_model_file)
     batch = next(iter(test_data))[0]
     again = model.eval().generate(batch, num_samples=2, seed=5).codes
@@ -119,3 +127,14 @@ def test_the_reward_encoder_cannot_be_the_evaluation_encoder(genrec_config):
                                        "rl_reward_fit_seed": 2020})
     with pytest.raises(ValueError, match="reward encoder would be the evaluation encoder"):
         RewardModel.from_config(config, train_data._dataset)
+
+
+def test_future_items_are_the_same_users_following_training_targets(genrec_config):
+    config, model, train_data = build(genrec_config)
+    dataset = train_data._dataset
+    future = future_items(dataset, 3)
+    users, targets = dataset.inter_feat["user_id"], dataset.inter_feat["item_id"]
+    assert torch.equal(future[:, 0], targets)
+    for row in (0, 5, len(users) - 1):
+        expected = [targets[row + k].item() if row + k < len(users) and users[row + k] == users[row] else 0 for k in range(3)]
+        assert future[row].tolist() == expected
