@@ -14,7 +14,15 @@ Every model runs in a subprocess of its own, so the peak memory reported is that
 Reference rows need no training: RandomItem (chance), PopItem (popularity), LastItem (repetition) and
 TargetItem, which cheats by showing each user their own next item: what a metric gives a perfect row.
 Models that generate also get a tokenizer-ceiling row (every user shown the reconstruction of their
-own next item). --reuse takes a model's result from an earlier run with the same settings.
+own next item). --reuse takes a model's result from an earlier run with the same settings;
+--reevaluate also takes one whose settings differ only in how a trained model is scored (new metrics,
+near-copy thresholds) and re-scores its checkpoint, keeping its training record.
+
+GenRec's later stages are rows of their own, built on the GenRec row's checkpoint of the same run:
+``GenRec+bestof`` shows the best of ``rl_group_size`` samples by the reranker (no training),
+``GenRec+rl`` trains the RL stage from it. Every generator row reports its copies (CopyShare, and
+TargetSim over novel generations); --near_copy_thresholds sets each space's threshold (chosen on
+validation with benchmarks/copy_threshold.py).
 """
 
 import argparse
@@ -32,10 +40,19 @@ import torch
 REFERENCES = ["RandomItem", "PopItem", "LastItem", "TargetItem"]
 CHEATS = {"TargetItem"}
 COLUMNS = ["recall@10", "ndcg@10", "targetsim", "personallift", "historysim", "genrecall@10", "novelty", "diversity",
-           "fd", "catalogfd"]
+           "fd", "catalogfd", "copyshare", "nearcopyshare", "noveltargetsim"]
+# GenRec's stages after supervised training, each built on the GenRec row's checkpoint (see the module docstring).
+VARIANTS = ("bestof", "rl")
+# Settings that change how a trained model is scored, not how it trains: --reevaluate re-scores a result
+# that differs from the current settings only in these (or in keys of a later stage, STAGE_PREFIX, that
+# did not exist when it ran and are off).
+EVALUATION_KEYS = {"metrics", "near_copy_threshold", "eval_best_of"}
+STAGE_PREFIX = "rl_"
 SPACES = {"identity": {}, "semantic": None}  # semantic: {"encoder_fit_text_fields": --semantic_fields}
 # Settings a reused result must share with the current command.
-SETTING_KEYS = ("dataset", "epochs", "seed", "content", "spaces", "semantic_fields", "sampling_seeds", "set", "config_files")
+SETTING_KEYS = ("dataset", "epochs", "seed", "content", "spaces", "semantic_fields", "sampling_seeds", "set", "config_files",
+                "near_copy_thresholds")
+EVALUATION_SETTINGS = {"near_copy_thresholds"}
 
 
 def parse_content(specs):
@@ -65,6 +82,23 @@ def parse_spaces(specs, semantic_fields):
     return spaces
 
 
+def split_model(model):
+    """'GenRec+rl' -> ('GenRec', 'rl'); 'SASRec' -> ('SASRec', None)."""
+    base, _, variant = model.partition("+")
+    if variant and (base != "GenRec" or variant not in VARIANTS):
+        raise SystemExit(f"--models {model}: variants are GenRec+{' and GenRec+'.join(VARIANTS)}")
+    return base, variant or None
+
+
+def parse_thresholds(specs):
+    """'SPACE=VALUE' -> {space: {"near_copy_threshold": value}}."""
+    thresholds = {}
+    for spec in specs:
+        space, _, value = spec.partition("=")
+        thresholds[space] = {"near_copy_threshold": float(value)}
+    return thresholds
+
+
 def settings_of(args, model):
     return {"model": model, **{key: getattr(args, key) for key in SETTING_KEYS}}
 
@@ -80,8 +114,15 @@ def model_config(args, model, content_name=None, space_name=None):
     for pair in args.set:
         key, _, value = pair.partition("=")
         base[key] = json.loads(value)
-    return Config(model=model, dataset=args.dataset, config_file_list=args.config_files, read_command_line=False,
-                  config_dict={**base, "image_dir": content[content_name], **spaces[space_name]})
+    name, variant = split_model(model)
+    if variant == "rl":
+        base["rl_init_checkpoint"] = args.base_checkpoint
+    config = Config(model=name, dataset=args.dataset, config_file_list=args.config_files, read_command_line=False,
+                    config_dict={**base, "image_dir": content[content_name], **spaces[space_name],
+                                 **parse_thresholds(args.near_copy_thresholds).get(space_name, {})})
+    if variant == "bestof":
+        config["eval_best_of"] = config["rl_group_size"]
+    return config
 
 
 def effective_config(config):
@@ -110,6 +151,7 @@ def run_model(model, args):
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_logger, init_seed
 
+    from recbole_gen.compat import load_checkpoint
     from recbole_gen.quick_start import build_model
     from recbole_gen.trainer import get_trainer
 
@@ -123,10 +165,13 @@ def run_model(model, args):
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     init_seed(config["seed"], config["reproducibility"])
+    base_name, variant = split_model(model)
+    # A trained checkpoint to score as it is: --evaluate_checkpoint (re-scoring), or the GenRec row's for +bestof.
+    scored = args.evaluate_checkpoint or (args.base_checkpoint if variant == "bestof" else None)
     start = time.perf_counter()  # GenRec fits (or loads) its image tokenizer here
-    recommender = build_model(config, train_data._dataset)
+    recommender = build_model(config, train_data._dataset, load_checkpoint(scored) if scored else None)
     setup_seconds = time.perf_counter() - start
-    trainer = get_trainer(config["MODEL_TYPE"], model, config)(config, recommender)
+    trainer = get_trainer(config["MODEL_TYPE"], base_name, config)(config, recommender)
 
     epoch_seconds, curve = [], []
     train_epoch, valid_epoch = trainer._train_epoch, trainer._valid_epoch
@@ -143,8 +188,14 @@ def run_model(model, args):
         return score, result
 
     trainer._train_epoch, trainer._valid_epoch = timed_train_epoch, recorded_valid_epoch
-    trainer.fit(train_data, valid_data, saved=True, show_progress=False)  # reference rules: one validation
-    checkpoint = trainer.saved_model_file
+    fit_seconds = None
+    if scored:
+        checkpoint = scored
+    else:
+        start = time.perf_counter()
+        trainer.fit(train_data, valid_data, saved=True, show_progress=False)  # reference rules: one validation
+        fit_seconds = time.perf_counter() - start
+        checkpoint = trainer.saved_model_file
     generates = hasattr(recommender, "generate")
     seeds = [args.seed + i for i in range(args.sampling_seeds)] if generates else [args.seed]
     results = {}
@@ -153,7 +204,7 @@ def run_model(model, args):
         for space in spaces:
             space_config = model_config(args, model, name, space)
             space_config["gallery_users"] = 0
-            tester = get_trainer(config["MODEL_TYPE"], model)(space_config, recommender)
+            tester = get_trainer(config["MODEL_TYPE"], base_name)(space_config, recommender)
             tester.prepare_catalog(test_data._dataset)  # the one-off encoder fit is not evaluation time
             tests, seconds = [], []
             for seed in seeds:
@@ -169,8 +220,8 @@ def run_model(model, args):
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if torch.cuda.is_available():
         peak_mib = max(peak_mib, torch.cuda.max_memory_allocated() / 2**20)
-    return {"model": model, "settings": settings_of(args, model), "config": settings, "source": source,
-            "trained": bool(epoch_seconds), "epoch_seconds": epoch_seconds, "valid_curve": curve, "results": results,
+    return {"model": model, "settings": settings_of(args, model), "config": settings, "source": source, "checkpoint": checkpoint,
+            "trained": bool(epoch_seconds), "epoch_seconds": epoch_seconds, "fit_seconds": fit_seconds, "valid_curve": curve, "results": results,
             "peak_mib": peak_mib, "valid_metric": config["valid_metric"].lower(), "valid_metric_bigger": config["valid_metric_bigger"],
             "eval_samples": config["eval_samples"] if generates else None, "setup_seconds": setup_seconds, "generation": generation}
 
@@ -301,7 +352,11 @@ def markdown(results, args, command, reused):
              "interval over users (the mean of the seeds' bounds for generators). TargetItem cheats (it shows each user their own "
              "next item): it marks the best value each metric can take.", ""]
     for model, source in reused.items():
-        lines.append(f"- {model}: reused from `{source['file']}` (run {source['date']}, commit {source['commit']}; same settings)")
+        if source["how"] == "reused":
+            lines.append(f"- {model}: reused from `{source['file']}` (run {source['date']}, commit {source['commit']}; same settings)")
+        else:
+            lines.append(f"- {model}: trained by the run of {source['date']} (commit {source['commit']}, same training settings); "
+                         "its checkpoint re-scored by this run (new metrics or thresholds)")
     if reused:
         lines.append("")
     header = "| model | " + " | ".join(COLUMNS) + " | fd floor | train s/epoch | epochs | eval s | peak MiB |"
@@ -340,12 +395,43 @@ def markdown(results, args, command, reused):
     return "\n".join(lines)
 
 
-def reusable(path, args, model):
-    """The saved result at ``path`` if it was made with the current settings; a SystemExit naming the differences if not."""
+def _rescorable(key, saved, wanted):
+    """Whether a config key on which a saved result differs only changes how its checkpoint is scored."""
+    return key in EVALUATION_KEYS or (key.startswith(STAGE_PREFIX) and key not in saved and not wanted.get("rl_init_checkpoint"))
+
+
+def frontier_plot(results, args):
+    """TargetSim against FD (log scale) of every non-cheating row, one panel per evaluation space (test split,
+    the first content setting; generators at their mean over seeds)."""
+    from plots import scatter_panel, sheet  # this folder's charts
+
+    name = next(iter(parse_content(args.content)))
+    panels = []
+    for space in parse_spaces(args.spaces, args.semantic_fields):
+        points = []
+        for result in results:
+            if result["model"] in CHEATS:
+                continue
+            tests = result["results"][name][space]["test"]
+            fd, targetsim = mean_sd(tests, "fd")[0], mean_sd(tests, "targetsim")[0]
+            base, variant = split_model(result["model"])
+            colour = 4 if base in REFERENCES else {None: 0, "bestof": 3, "rl": 2}[variant] if base == "GenRec" else 1
+            points.append((result["model"], fd, targetsim, colour))
+        panels.append(scatter_panel(points, f"{space} space, test split: TargetSim (up) against FD (right, log)",
+                                    "FD to the users' next items", log_x=True))
+    return sheet(panels)
+
+
+def reusable(path, args, model, reevaluate=False):
+    """``(result, rescore)``: the saved result at ``path`` if it was made with the current settings, or (with
+    ``reevaluate``) with settings that differ only in how a trained model is scored, then ``rescore`` is
+    True; a SystemExit naming the differences otherwise."""
     with open(path) as f:
         result = json.load(f)
     wanted, saved = settings_of(args, model), result.get("settings", {})
     different = sorted(key for key in wanted if saved.get(key) != wanted[key])
+    rescore = [key for key in different if reevaluate and key in EVALUATION_SETTINGS]
+    different = [key for key in different if key not in rescore]
     if different:
         raise SystemExit(f"--reuse: {path} was made with other settings ({', '.join(f'{k}: {saved.get(k)!r} vs {wanted[k]!r}' for k in different)}); "
                          "run without --reuse or with the same settings")
@@ -353,10 +439,14 @@ def reusable(path, args, model):
         raise SystemExit(f"--reuse: {path} records no effective config (made by an older harness); run {model} again without --reuse")
     wanted, saved = effective_config(model_config(args, model)), result["config"]
     different = sorted(key for key in set(wanted) | set(saved) if saved.get(key) != wanted.get(key))
+    rescore += [key for key in different if reevaluate and _rescorable(key, saved, wanted)]
+    different = [key for key in different if key not in rescore]
     if different:
         raise SystemExit(f"--reuse: {path} ran {model} with another effective config (defaults changed since?): "
                          + ", ".join(f"{k}: {saved.get(k)!r} vs {wanted.get(k)!r}" for k in different[:8]))
-    return result
+    if rescore and not result.get("checkpoint"):
+        raise SystemExit(f"--reevaluate: {path} records no checkpoint to re-score; run {model} again")
+    return result, bool(rescore)
 
 
 def parse_args(argv=None):
@@ -376,13 +466,22 @@ def parse_args(argv=None):
     parser.add_argument("--config_files", nargs="*", default=None)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON", help="extra config, e.g. eval_samples=4")
     parser.add_argument("--out", default=None, help="markdown file to write (default: print)")
+    parser.add_argument("--plot", default=None, help="PNG of TargetSim against FD for every row, per space")
     parser.add_argument("--reuse", action="store_true",
                         help="reuse a model's saved/benchmark-DATASET-MODEL.json from an earlier run with the same settings")
+    parser.add_argument("--reevaluate", action="store_true",
+                        help="as --reuse, and re-score (not retrain) a result whose settings differ only in how it is scored")
+    parser.add_argument("--near_copy_thresholds", nargs="*", default=[], metavar="SPACE=VALUE",
+                        help="near-copy threshold per evaluation space (benchmarks/copy_threshold.py chooses them on validation)")
+    parser.add_argument("--base_checkpoint", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--evaluate_checkpoint", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker_out", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     parse_content(args.content)
     parse_spaces(args.spaces, args.semantic_fields)
+    for model in args.models:
+        split_model(model)
     return args
 
 
@@ -397,25 +496,47 @@ def main():
         return
 
     models = (REFERENCES if args.references else []) + args.models
-    worker_args = [a for a in sys.argv[1:] if a != "--reuse"]
-    command = "python " + " ".join(a for a in sys.argv if a != "--reuse")
+    worker_args = [a for a in sys.argv[1:] if a not in ("--reuse", "--reevaluate")]
+    command = "python " + " ".join(a for a in sys.argv if a not in ("--reuse", "--reevaluate"))
     results, reused = [], {}
     for model in models:
         out = os.path.join("saved", f"benchmark-{args.dataset}-{model}.json")
         os.makedirs("saved", exist_ok=True)
-        if args.reuse and os.path.isfile(out):
-            result = reusable(out, args, model)
-            print(f"[benchmark] {model}: reusing {out} ({result['source']['date']})", flush=True)
-            reused[model] = {"file": out, **result["source"]}
-            results.append(result)
-            continue
+        extra = []
+        if split_model(model)[1]:
+            base = next((r for r in results if r["model"] == "GenRec"), None)
+            if base is None:
+                raise SystemExit(f"--models: {model} builds on the GenRec row; list GenRec before it")
+            args.base_checkpoint = base["checkpoint"]
+            extra = ["--base_checkpoint", base["checkpoint"]]
+        if (args.reuse or args.reevaluate) and os.path.isfile(out):
+            result, rescore = reusable(out, args, model, args.reevaluate)
+            if not rescore:
+                print(f"[benchmark] {model}: reusing {out} ({result['source']['date']})", flush=True)
+                reused[model] = {"file": out, "how": "reused", **result["source"]}
+                results.append(result)
+                continue
+            print(f"[benchmark] {model}: re-scoring {result['checkpoint']} (trained {result['source']['date']})", flush=True)
+            extra += ["--evaluate_checkpoint", result["checkpoint"]]
+            reused[model] = {"file": out, "how": "re-scored", **result.get("trained_by", result["source"])}
         print(f"[benchmark] {model} ...", flush=True)
         start = time.perf_counter()
-        subprocess.run([sys.executable, __file__, *worker_args, "--worker", model, "--worker_out", out], check=True)
+        subprocess.run([sys.executable, __file__, *worker_args, *extra, "--worker", model, "--worker_out", out], check=True)
         with open(out) as f:
-            results.append(json.load(f))
+            new = json.load(f)
+        if "--evaluate_checkpoint" in extra:  # keep the record of the run that trained it
+            for key in ("trained", "epoch_seconds", "fit_seconds", "valid_curve", "setup_seconds"):
+                new[key] = result.get(key)
+            new["peak_mib"] = max(new["peak_mib"], result["peak_mib"])
+            new["trained_by"] = result.get("trained_by", result["source"])
+            with open(out, "w") as f:
+                json.dump(new, f)
+        results.append(new)
         print(f"[benchmark] {model} done in {time.perf_counter() - start:.0f} s", flush=True)
     text = markdown(results, args, command, reused)
+    if args.plot:
+        frontier_plot(results, args).save(args.plot)
+        print(f"[benchmark] wrote {args.plot}")
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)

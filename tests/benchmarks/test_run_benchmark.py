@@ -28,7 +28,8 @@ def test_a_tiny_benchmark_reports_seeds_spaces_and_refuses_to_reuse_other_settin
     command = [sys.executable, os.path.join(BENCHMARKS, "run_benchmark.py"), "--dataset", "tiny", "--models", "TargetItem", "GenRec",
                "--epochs", "1", "--content", "cards", "--spaces", "identity", "semantic", "--semantic_fields", "class",
                "--sampling_seeds", "2", "--out", "table.md", "--set", *sets]
-    subprocess.run(command, check=True, cwd=tiny_dataset, capture_output=True)
+    run = subprocess.run(command, cwd=tiny_dataset, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-6000:]
     table = (tiny_dataset / "table.md").read_text()
     assert "## cards (rendered metadata cards), identity space" in table and "semantic space" in table
     assert "| TargetItem (cheats) | 1.0000 | 1.0000 | 1.0000 |" in table
@@ -50,3 +51,39 @@ def test_a_tiny_benchmark_reports_seeds_spaces_and_refuses_to_reuse_other_settin
     args = run_benchmark.parse_args(command[2:])
     with pytest.raises(SystemExit, match=r"another effective config.*gen_top_k: 99 vs \d+"):
         run_benchmark.reusable(str(saved), args, "GenRec")
+
+
+def test_genrec_stages_are_rows_built_on_the_genrec_row_and_old_results_are_rescored(genrec_config, tiny_dataset):
+    overrides = {**genrec_config, "gallery_users": 0, "rl_epochs": 1, "rl_steps_per_epoch": 2, "rl_batch_size": 4, "rl_group_size": 2,
+                 "rl_reward_fit_epochs": 1}
+    sets = [f"{key}={json.dumps(value)}" for key, value in overrides.items() if key not in ("epochs", "seed", "show_progress")]
+    command = [sys.executable, os.path.join(BENCHMARKS, "run_benchmark.py"), "--dataset", "tiny", "--models", "GenRec", "GenRec+bestof",
+               "GenRec+rl", "--epochs", "1", "--content", "cards", "--spaces", "identity", "--sampling_seeds", "2", "--out", "table.md",
+               "--near_copy_thresholds", "identity=0.99", "--set", *sets]
+    run = subprocess.run(command, cwd=tiny_dataset, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-6000:]
+    saved = tiny_dataset / "saved"
+    results = {model: json.loads((saved / f"benchmark-tiny-{model}.json").read_text()) for model in ("GenRec", "GenRec+bestof", "GenRec+rl")}
+    assert results["GenRec+bestof"]["checkpoint"] == results["GenRec"]["checkpoint"] and not results["GenRec+bestof"]["trained"]
+    assert results["GenRec+bestof"]["config"]["eval_best_of"] == 2
+    assert results["GenRec+rl"]["config"]["rl_init_checkpoint"] == results["GenRec"]["checkpoint"]
+    assert results["GenRec+rl"]["trained"] and results["GenRec+rl"]["checkpoint"] != results["GenRec"]["checkpoint"]
+    table = (tiny_dataset / "table.md").read_text()
+    assert "| GenRec+rl |" in table and "copyshare" in table and "nearcopyshare" in table
+    assert all("nearcopyshare" in test for test in results["GenRec"]["results"]["cards"]["identity"]["test"])
+
+    # a result scored with fewer metrics (an older run) is re-scored from its checkpoint, its training record kept
+    old = results["GenRec"]
+    old["config"]["metrics"] = [m for m in old["config"]["metrics"] if m != "CopyShare"]
+    for test in old["results"]["cards"]["identity"]["test"]:
+        test.pop("copyshare")
+    (saved / "benchmark-tiny-GenRec.json").write_text(json.dumps(old))
+    with pytest.raises(SystemExit, match="another effective config"):
+        run_benchmark.reusable(str(saved / "benchmark-tiny-GenRec.json"), run_benchmark.parse_args(command[2:]), "GenRec")
+    rerun = subprocess.run(command[:4] + ["--models", "GenRec"] + command[command.index("--epochs"):] + ["--reevaluate"],
+                           cwd=tiny_dataset, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-6000:]
+    assert "GenRec: re-scoring" in rerun.stdout
+    rescored = json.loads((saved / "benchmark-tiny-GenRec.json").read_text())
+    assert "copyshare" in rescored["results"]["cards"]["identity"]["test"][0]
+    assert rescored["epoch_seconds"] == old["epoch_seconds"] and rescored["trained_by"] == old["source"]
