@@ -1,11 +1,12 @@
 """Summarise RL runs (their ``<checkpoint>-rl.json`` logs) as a markdown table of validation results.
 
-    python benchmarks/rl_sweep_table.py saved/GenRec-*-rl.json --out docs/rl_sweep_ml-100k.md
+    python benchmarks/rl_sweep_table.py saved/GenRec-*-rl.json --out table.md --plot copies.png
 
 For each run: the settings it changed from GenRec.yaml's RL defaults, the supervised policy's validation
 (step 0, logged before the first update) and the last validation, in the evaluation space (TargetSim,
 PersonalLift, FD, copy share) and the reward space, the last steps' KL and copy share, and the seconds
-per step. One sampling seed per validation: differences below the seed spread (TargetSim sd about 0.004
+per step. ``--plot``: each run's last validation TargetSim against its copy share, labelled by its copy
+penalty (and "+exp" where the expectation term was on). One sampling seed per validation: differences below the seed spread (TargetSim sd about 0.004
 at 8 images per user, docs/genrec.md) are noise.
 """
 
@@ -28,12 +29,12 @@ def rl_defaults():
 def changed_settings(log_file, defaults):
     checkpoint = load_checkpoint(log_file[: -len("-rl.json")] + ".pth")
     final = checkpoint["config"]["final"]
-    return {key: final.get(key, defaults[key]) for key in defaults
-            if key != "rl_init_checkpoint" and final.get(key, defaults[key]) != defaults[key]}
+    # A key the run's code did not have yet was off (its term or feature did not exist).
+    return {key: final.get(key, "off") for key in defaults if key != "rl_init_checkpoint" and final.get(key, "off") != defaults[key]}
 
 
 def row(log_file, defaults):
-    """The table row of one run's log, or None for a run without a step-0 validation or without steps."""
+    """``(table row, [plot point of its last validation, of its step 0])`` of one run's log, or None for a run without a step-0 validation or steps."""
     with open(log_file) as f:
         log = json.load(f)
     if not log["steps"] or not log["validations"] or log["validations"][0]["step"] != 0:
@@ -43,21 +44,33 @@ def row(log_file, defaults):
     seconds = statistics.mean(s["seconds_sampling"] + s["seconds_reward"] + s["seconds_update"] for s in log["steps"])
     settings = ", ".join(f"{k.removeprefix('rl_')}={v}" for k, v in changed_settings(log_file, defaults).items()) or "defaults"
     cell = lambda key: f"{first.get(key, float('nan')):.4f} → {last.get(key, float('nan')):.4f}"
+    changed = changed_settings(log_file, defaults)
+    expectation = changed.get("rl_expectation_weight", defaults["rl_expectation_weight"]) not in (0, 0.0, "off")
+    label = f"cp={changed.get('rl_copy_penalty', defaults['rl_copy_penalty'])}" + ("+exp" if expectation else "")
+    points = [(label, last["copyshare"], last["targetsim"], 2 if expectation else 0),
+              ("supervised", first["copyshare"], first["targetsim"], 4)]
     return (f"| {settings} | {last['step']} | {cell('targetsim')} | {cell('targetsim_reward_space')} | {cell('personallift')} | "
-            f"{cell('fd')} | {cell('copyshare')} | {statistics.mean(s['kl'] for s in tail):.4f} | {seconds:.2f} |")
+            f"{cell('fd')} | {cell('copyshare')} | {statistics.mean(s['kl'] for s in tail):.4f} | {seconds:.2f} |"), points
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("logs", nargs="+")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--plot", default=None, help="PNG of TargetSim against copy share")
     args = parser.parse_args()
     defaults = rl_defaults()
     lines = ["| run (changed from the defaults) | steps | TargetSim | TargetSim, reward space | PersonalLift | FD | copy share | KL (last 20 steps) | s/step |",
              "|---|---|---|---|---|---|---|---|---|"]
-    lines += [line for line in (row(log, defaults) for log in args.logs) if line]
+    rows = [r for r in (row(log, defaults) for log in args.logs) if r]
+    lines += [line for line, _ in rows]
     text = "\n".join(lines)
     print(text)
+    if args.plot:
+        from plots import scatter_panel  # this folder's charts
+
+        points = [points[0] for _, points in rows] + [rows[0][1][1]]  # each run's last validation; the supervised policy once
+        scatter_panel(points, "validation TargetSim (up) against exact-copy share (right)", "share of exact catalog copies").save(args.plot)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text + "\n")
