@@ -274,16 +274,20 @@ class PersonalLift(_GenerativeMetric):
         return self.lift(self.inputs(dataobject))
 
 
-class CopyShare(_GenerativeMetric):
-    """Share of the shown items that copy a catalog item: exactly (all image codes equal; every catalog item
-    a ranking model shows) and nearly (cosine to the closest catalog item at least ``near_copy_threshold``,
-    chosen on validation per evaluation space, exact copies included)."""
+class _CopyMetric(_GenerativeMetric):
+    """A metric that tells copies of catalog items apart: exact (``gen.copied``) and near (``near_copy_threshold``)."""
 
     metric_need = _GenerativeMetric.metric_need + ["gen.copied"]
 
     def __init__(self, config):
         super().__init__(config)
         self.threshold = config["near_copy_threshold"]
+
+
+class CopyShare(_CopyMetric):
+    """Share of the shown items that copy a catalog item: exactly (all image codes equal; every catalog item
+    a ranking model shows) and nearly (cosine to the closest catalog item at least ``near_copy_threshold``,
+    chosen on validation per evaluation space, exact copies included)."""
 
     def calculate_metric(self, dataobject):
         inputs = self.inputs(dataobject)
@@ -294,15 +298,9 @@ class CopyShare(_GenerativeMetric):
         return result
 
 
-class NovelTargetSim(PersonalLift):
+class NovelTargetSim(_CopyMetric, PersonalLift):
     """TargetSim and PersonalLift over the novel shown items alone (neither exact nor near copies), each user
     through the mean of their novel items; ``novelusers`` is the share of users with at least one."""
-
-    metric_need = _GenerativeMetric.metric_need + ["gen.copied"]
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.threshold = config["near_copy_threshold"]
 
     def calculate_metric(self, dataobject):
         inputs = self.inputs(dataobject)

@@ -56,7 +56,12 @@ class RewardModel:
         self.catalog = catalog  # (n_items, d) unit embeddings, row = internal item id
         self.candidates = catalog[has_content]
         self.has_content = has_content
-        self.weights = weights  # term -> weight; terms with weight 0 are not computed
+        self.weights = {term: weights.get(term, 0.0) for term in TERMS}  # terms with weight 0 are not computed
+
+    @property
+    def needs_expectation(self):
+        """Whether a call needs the rows' expected embeddings (the expectation term is on)."""
+        return bool(self.weights["expectation"])
 
     @classmethod
     def from_config(cls, config, dataset):

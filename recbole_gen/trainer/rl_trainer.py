@@ -149,18 +149,24 @@ class GenRecRLTrainer(GenRecTrainer):
     def rewards(self, reward_model, rows, generation):
         """``(Rewards, copied)`` of a generation for ``rows``: the reward sees the rows' own next items only."""
         copied = self.model.copied_items(generation.codes) > 0
-        expected = expected_embedding(self.reference, reward_model, rows) if reward_model.weights.get("expectation") else None
+        expected = expected_embedding(self.reference, reward_model, rows) if reward_model.needs_expectation else None
         return reward_model(generation, copied, rows[FUTURE_FIELD], self.group_size, expected), copied
 
-    def grpo_step(self, rows, reward_model):
+    def rollout(self, policy, rows, reward_model):
+        """``(generation, rewards, copied, seconds)``: ``policy``'s samples for ``rows``, their rewards, which are
+        exact copies, and the seconds spent sampling and rewarding."""
         start = time.perf_counter()
         with torch.no_grad():
-            generation = self.sample(self.model, rows)
-        codes = generation.codes
+            generation = self.sample(policy, rows)
         sampled = time.perf_counter()
         rewards, copied = self.rewards(reward_model, rows, generation)
-        advantages, spread = group_advantages(rewards.total.view(len(rows), self.group_size))
+        return generation, rewards, copied, (sampled - start, time.perf_counter() - sampled)
+
+    def grpo_step(self, rows, reward_model):
+        generation, rewards, copied, seconds = self.rollout(self.model, rows, reward_model)
+        codes = generation.codes
         rewarded = time.perf_counter()
+        advantages, spread = group_advantages(rewards.total.view(len(rows), self.group_size))
         logits = self.logits(self.model, rows, codes)
         with torch.no_grad():
             reference_logits = self.logits(self.reference, rows, codes)
@@ -169,21 +175,17 @@ class GenRecRLTrainer(GenRecTrainer):
                              spread.repeat_interleave(self.group_size).to(device), self.config["rl_kl_weight"])
         self.update(loss)
         return self.record(loss, kl, logits, rewards, copied, zero_spread=1 - spread.float().mean().item(),
-                           seconds=(sampled - start, rewarded - sampled, time.perf_counter() - rewarded))
+                           seconds=(*seconds, time.perf_counter() - rewarded))
 
     def dpo_step(self, rows, reward_model):
-        start = time.perf_counter()
-        with torch.no_grad():
-            generation = self.sample(self.reference, rows)
+        generation, rewards, copied, seconds = self.rollout(self.reference, rows, reward_model)
         codes = generation.codes
-        sampled = time.perf_counter()
-        rewards, copied = self.rewards(reward_model, rows, generation)
+        rewarded = time.perf_counter()
         grouped = rewards.total.view(len(rows), self.group_size)
         keep = torch.nonzero(grouped.max(dim=1).values > grouped.min(dim=1).values).flatten()
         offsets = torch.arange(len(rows)) * self.group_size
         chosen = (offsets + grouped.argmax(dim=1))[keep]
         rejected = (offsets + grouped.argmin(dim=1))[keep]
-        rewarded = time.perf_counter()
         pairs = torch.cat([chosen, rejected]).to(codes.device)
         pair_rows = rows[torch.cat([keep, keep]).to(self.device)]
         logits = self.logits(self.model, pair_rows, codes[pairs])
@@ -196,7 +198,7 @@ class GenRecRLTrainer(GenRecTrainer):
         self.update(loss)
         kl = code_kl(logits, reference_logits).mean().detach()
         return self.record(loss, kl, logits, rewards, copied, zero_spread=1 - n / len(rows),
-                           seconds=(sampled - start, rewarded - sampled, time.perf_counter() - rewarded))
+                           seconds=(*seconds, time.perf_counter() - rewarded))
 
     def update(self, loss):
         self.optimizer.zero_grad()

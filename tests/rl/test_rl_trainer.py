@@ -25,9 +25,16 @@ def build(config_dict):
     return config, model, train_data
 
 
-def code_zero_share(generation, copied, targets, group_size):
+class CodeZeroShare:
     """A synthetic reward: the share of codes that are code 0."""
-    return Rewards(total=(generation.codes == 0).float().mean(dim=1).cpu(), terms={})
+
+    needs_expectation = False
+
+    def __call__(self, generation, copied, targets, group_size, expected=None):
+        return Rewards(total=(generation.codes == 0).float().mean(dim=1).cpu(), terms={})
+
+
+code_zero_share = CodeZeroShare()
 
 
 def run_steps(config_dict, steps, reward=code_zero_share):
