@@ -83,4 +83,5 @@ def test_a_planted_catalog_copy_counts_and_a_perturbed_one_does_not(genrec_confi
 
     trainer = get_trainer(config["MODEL_TYPE"], "GenRec")(config, model)
     result = trainer.evaluate(test_data, load_best_model=False)
+    trainer.tensorboard.close()
     assert result["copyshare"] == 0.5

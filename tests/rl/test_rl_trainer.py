@@ -43,6 +43,7 @@ def run_steps(config_dict, steps, reward=code_zero_share):
     trainer.model.train()  # as _train_epoch: the frozen user encoder stays in eval mode
     rows = next(trainer.training_rows(train_data))
     records = [trainer.grpo_step(rows, reward) for _ in range(steps)]
+    trainer.tensorboard.close()  # its writer thread would outlive the test's folders
     return trainer, records
 
 
@@ -123,6 +124,7 @@ def test_dpo_prefers_the_better_of_each_pair(genrec_config):
     trainer.model.train()
     rows = next(trainer.training_rows(train_data))
     losses = [trainer.dpo_step(rows, code_zero_share)["loss"] for _ in range(8)]
+    trainer.tensorboard.close()
     assert losses[0] == pytest.approx(0.6931, abs=1e-3)  # the policy starts at the reference: -log sigmoid(0)
     assert losses[-1] < losses[0]
 
