@@ -176,6 +176,7 @@ CONFIG_TYPES = {
     "rl_copy_penalty": _NUMBER,
     "rl_reward_horizon": int,
     "rl_expectation_weight": _NUMBER,
+    "rl_expectation_contrast": bool,
     "gallery_samples": int,
 }
 

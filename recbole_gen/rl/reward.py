@@ -18,7 +18,8 @@ Terms, each per generated sample, weighted by config and summed:
 - ``expectation`` (``rl_expectation_weight``): cosine to what the user encoder expects, the
   score-weighted mean embedding of the user's top catalog items (:mod:`recbole_gen.rl.reranker`, the
   best-of-N baseline's criterion): a low-noise signal that needs no target, which the single future
-  items of the contrastive term are not.
+  items of the contrastive term are not; with ``rl_expectation_contrast``, minus the mean cosine to the
+  batch's other rows' expected embeddings, so a central image shown to everyone earns nothing here either.
 
 Only the targets a caller passes enter the reward: the RL trainer passes the training rows' next items.
 """
@@ -51,12 +52,13 @@ class Rewards:
 class RewardModel:
     """Scores generated images against their rows' targets in the reward encoder's space."""
 
-    def __init__(self, encoder, catalog, has_content, weights):
+    def __init__(self, encoder, catalog, has_content, weights, expectation_contrast=False):
         self.encoder = encoder
         self.catalog = catalog  # (n_items, d) unit embeddings, row = internal item id
         self.candidates = catalog[has_content]
         self.has_content = has_content
         self.weights = {term: weights.get(term, 0.0) for term in TERMS}  # terms with weight 0 are not computed
+        self.expectation_contrast = expectation_contrast
 
     @property
     def needs_expectation(self):
@@ -79,7 +81,7 @@ class RewardModel:
         weights = {"contrastive": config["rl_contrastive_weight"], "realism": config["rl_realism_weight"],
                    "diversity": config["rl_diversity_weight"], "copy": config["rl_copy_penalty"],
                    "expectation": config["rl_expectation_weight"]}
-        return cls(encoder, embeddings, has_content, weights)
+        return cls(encoder, embeddings, has_content, weights, config["rl_expectation_contrast"])
 
     def embed(self, images):
         return self.encoder.encode_images(images)
@@ -101,11 +103,7 @@ class RewardModel:
         embeddings = self.embed(generation.images)
         terms = {}
         if self.weights["contrastive"]:
-            sims = embeddings @ self.target_means(targets).T  # (B * G, B): mean cosine to each row's targets
-            own = torch.arange(len(embeddings)) // group_size
-            own_sim = sims.gather(1, own.unsqueeze(1)).squeeze(1)
-            others = (sims.sum(dim=1) - own_sim) / max(len(targets) - 1, 1)
-            terms["contrastive"] = own_sim - others
+            terms["contrastive"] = _own_minus_others(embeddings @ self.target_means(targets).T, group_size)
         if self.weights["realism"]:
             terms["realism"] = (embeddings @ self.candidates.T).topk(min(REALISM_NEIGHBOURS, len(self.candidates)), dim=1).values.mean(dim=1)
         if self.weights["diversity"] and group_size > 1:
@@ -115,9 +113,18 @@ class RewardModel:
         if self.weights["copy"]:
             terms["copy"] = -copied.float().cpu()
         if self.weights["expectation"]:
-            terms["expectation"] = (embeddings * expected.repeat_interleave(group_size, dim=0)).sum(dim=1)
+            sims = embeddings @ expected.T  # (B * G, B)
+            own = torch.arange(len(embeddings)) // group_size
+            terms["expectation"] = (_own_minus_others(sims, group_size) if self.expectation_contrast
+                                    else sims.gather(1, own.unsqueeze(1)).squeeze(1))
         total = sum(self.weights[name] * value for name, value in terms.items())
         if not terms:
             total = torch.zeros(len(embeddings))
         return Rewards(total=total, terms=terms)
 
+
+def _own_minus_others(sims, group_size):
+    """``(B * G,)``: each sample's similarity ``sims`` ``(B * G, B)`` to its own row minus its mean to the other rows."""
+    own = torch.arange(len(sims)) // group_size
+    own_sim = sims.gather(1, own.unsqueeze(1)).squeeze(1)
+    return own_sim - (sims.sum(dim=1) - own_sim) / max(sims.shape[1] - 1, 1)

@@ -67,6 +67,15 @@ def test_expectation_term_is_the_cosine_to_each_rows_expected_embedding():
     assert rewards.total.tolist() == pytest.approx([1.0, 0.0, 1.0, 1.0])
 
 
+def test_contrasted_expectation_pays_nothing_for_one_image_for_everyone():
+    model = reward_model(expectation=1.0)
+    model.expectation_contrast = True
+    expected = torch.stack([E[0], E[2]])
+    personal = model(generation(E[0], E[2]), torch.zeros(2, dtype=torch.bool), torch.tensor([[1], [3]]), 1, expected=expected)
+    central = model(generation(E[0] + E[2], E[0] + E[2]), torch.zeros(2, dtype=torch.bool), torch.tensor([[1], [3]]), 1, expected=expected)
+    assert personal.total.tolist() == pytest.approx([1.0, 1.0]) and central.total.tolist() == pytest.approx([0.0, 0.0])
+
+
 def test_best_of_n_keeps_the_sample_closest_to_the_expected_embedding():
     model = reward_model()
     # two users, one shown image each, best of 3: user 0 expects e1, user 1 expects e2
