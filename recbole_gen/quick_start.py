@@ -25,9 +25,9 @@ def build_model(config, dataset, checkpoint=None):
     returns it), the model is built to receive its weights (a model class may define
     ``from_checkpoint(config, dataset, checkpoint)`` to skip fitting and pretrained loads) and loaded."""
     model_class = get_model(config["model"])
-    start = getattr(model_class, "start_checkpoint", None)
-    if checkpoint is None and start is not None and start(config):
-        checkpoint = load_start_checkpoint(config, start(config))
+    start = getattr(model_class, "start_checkpoint", lambda config: None)(config)
+    if checkpoint is None and start:
+        checkpoint = load_start_checkpoint(config, start)
     if checkpoint is None:
         return model_class(config, dataset).to(config["device"])
     from_checkpoint = getattr(model_class, "from_checkpoint", None)

@@ -2,8 +2,8 @@
 
 The reward encoder is an item encoder fitted like the evaluation one (:mod:`recbole_gen.evaluator.encoder`)
 but with its own settings (``rl_reward_text_fields``, ``rl_reward_fit_epochs``, ``rl_reward_fit_seed``): a
-policy optimised against a space is never scored or selected in that space, and :func:`reward_encoder`
-refuses settings that would make the two the same fit.
+policy optimised against a space is never scored or selected in that space, and
+:meth:`RewardModel.from_config` refuses settings that would make the two the same fit.
 
 Terms, each per generated sample, weighted by config and summed:
 
@@ -21,7 +21,8 @@ Terms, each per generated sample, weighted by config and summed:
   items of the contrastive term are not; with ``rl_expectation_contrast``, minus the mean cosine to the
   batch's other rows' expected embeddings, so a central image shown to everyone earns nothing here either.
 
-Only the targets a caller passes enter the reward: the RL trainer passes the training rows' next items.
+Only the targets a caller passes enter the reward: the RL trainer passes each training row's next item and
+the user's following training items.
 """
 
 import collections
@@ -114,17 +115,19 @@ class RewardModel:
             terms["copy"] = -copied.float().cpu()
         if self.weights["expectation"]:
             sims = embeddings @ expected.T  # (B * G, B)
-            own = torch.arange(len(embeddings)) // group_size
-            terms["expectation"] = (_own_minus_others(sims, group_size) if self.expectation_contrast
-                                    else sims.gather(1, own.unsqueeze(1)).squeeze(1))
+            terms["expectation"] = _own_minus_others(sims, group_size) if self.expectation_contrast else _own(sims, group_size)
         total = sum(self.weights[name] * value for name, value in terms.items())
         if not terms:
             total = torch.zeros(len(embeddings))
         return Rewards(total=total, terms=terms)
 
 
+def _own(sims, group_size):
+    """``(B * G,)``: each sample's entry of ``sims`` ``(B * G, B)`` for its own row (G adjacent samples a row)."""
+    return sims.gather(1, (torch.arange(len(sims)) // group_size).unsqueeze(1)).squeeze(1)
+
+
 def _own_minus_others(sims, group_size):
     """``(B * G,)``: each sample's similarity ``sims`` ``(B * G, B)`` to its own row minus its mean to the other rows."""
-    own = torch.arange(len(sims)) // group_size
-    own_sim = sims.gather(1, own.unsqueeze(1)).squeeze(1)
+    own_sim = _own(sims, group_size)
     return own_sim - (sims.sum(dim=1) - own_sim) / max(sims.shape[1] - 1, 1)

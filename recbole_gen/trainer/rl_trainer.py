@@ -78,6 +78,8 @@ class GenRecRLTrainer(GenRecTrainer):
         self.rows_without_image = 0  # training rows skipped in this epoch
         self._valid_reward_sims = []
 
+    uses_reward_model = True  # validation also scores the generations in the reward space
+
     def _build_optimizer(self, **kwargs):
         parameters = [p for p in self.model.parameters() if p.requires_grad]
         return torch.optim.Adam(parameters, lr=self.config["rl_learning_rate"])
@@ -147,7 +149,8 @@ class GenRecRLTrainer(GenRecTrainer):
         return policy.code_logits(policy.condition_tokens(rows).repeat_interleave(len(codes) // len(rows), dim=0), codes)
 
     def rewards(self, reward_model, rows, generation):
-        """``(Rewards, copied)`` of a generation for ``rows``: the reward sees the rows' own next items only."""
+        """``(Rewards, copied)`` of a generation for ``rows``: the reward sees the rows' own training targets only
+        (their next items and the users' following training items, ``FUTURE_FIELD``)."""
         copied = self.model.copied_items(generation.codes) > 0
         expected = expected_embedding(self.reference, reward_model, rows) if reward_model.needs_expectation else None
         return reward_model(generation, copied, rows[FUTURE_FIELD], self.group_size, expected), copied
@@ -227,10 +230,10 @@ class GenRecRLTrainer(GenRecTrainer):
                 self.tensorboard.add_scalar(f"rl/{name}", value, record["step"])
 
     # -- validation --------------------------------------------------------------------------------
-    def eval_generation(self, interaction, dataset):
-        generation, samples = super().eval_generation(interaction, dataset)
+    def eval_generation(self, interaction):
+        generation, samples = super().eval_generation(interaction)
         if self.phase == "valid" and not self._show_ceiling:
-            reward_model = self.reward_model(dataset)
+            reward_model = self._reward_model
             targets = interaction[self.model.ITEM_ID].cpu().repeat_interleave(samples)
             sims = reward_model.target_sim(reward_model.embed(generation.images), targets)
             self._valid_reward_sims.append(sims[reward_model.has_content[targets]])

@@ -224,7 +224,6 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
         self.gallery_files = []
         self._show_ceiling = False
         self._reward_model = None
-        self._eval_dataset = None  # the dataset of the evaluation in progress
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         self.epoch = epoch_idx
@@ -240,27 +239,38 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
     def sampling_seed(self):
         return split_seed(self.config["eval_seed"], self.phase)
 
+    @property
+    def uses_reward_model(self):
+        """Whether evaluations need the reward model (best-of-N reranks in its space)."""
+        return self.config["eval_best_of"] > 1
+
     def reward_model(self, dataset):
         """The RL stage's :class:`~recbole_gen.rl.reward.RewardModel` of ``dataset``'s catalog (built once)."""
         if self._reward_model is None:
             self._reward_model = RewardModel.from_config(self.config, dataset)
         return self._reward_model
 
-    def eval_generation(self, interaction, dataset):
+    def prepare_catalog(self, dataset):
+        """Also build the reward model, once per run, where evaluations use it."""
+        super().prepare_catalog(dataset)
+        if self.uses_reward_model:
+            self.reward_model(dataset)
+
+    def eval_generation(self, interaction):
         """``(generation, k)``: the k images shown to each row of ``interaction`` in this evaluation."""
         if self._show_ceiling:
             return self.model.reconstruct_targets(interaction), 1
         samples, best_of = self.config["eval_samples"], self.config["eval_best_of"]
         generation = self.model.generate(interaction, samples * best_of, seed=self.sampling_seed())
         if best_of > 1:
-            reward_model = self.reward_model(dataset)
-            generation = best_of_n(generation, expected_embedding(self.model, reward_model, interaction), reward_model, best_of)
+            expected = expected_embedding(self.model, self._reward_model, interaction)
+            generation = best_of_n(generation, expected, self._reward_model, best_of)
         return generation, samples
 
     def _full_sort_batch_eval(self, batched_data):
         interaction, history_index, positive_u, positive_i = batched_data
         interaction = interaction.to(self.device)
-        generation, samples = self.eval_generation(interaction, self._eval_dataset)
+        generation, samples = self.eval_generation(interaction)
         scores = self.model.score_catalog(generation.codes.view(len(interaction), samples, -1))
         scores[:, 0] = -np.inf  # as RecBole's _full_sort_batch_eval: never the padding item or seen items
         if history_index is not None:
@@ -277,7 +287,6 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
         """RecBole's evaluate; ``split`` ('valid' or 'test') names the split ``eval_data`` holds, which picks
         the sampling stream (default: 'valid' inside ``fit``, else 'test')."""
         previous, self.phase = self.phase, split or self.phase
-        self._eval_dataset = eval_data._dataset
         try:
             result = super().evaluate(eval_data, load_best_model, model_file, show_progress)
             if result is None:
