@@ -18,6 +18,7 @@ import torch
 
 from eval_seeds import load_genrec  # this folder's seed-spread script
 from recbole_gen.evaluator.metrics import ContentInputs, nearest_catalog_sim
+from recbole_gen.model.sampling import split_seed
 from run_benchmark import parse_spaces
 
 
@@ -49,7 +50,7 @@ def main():
     for name, overrides in parse_spaces(args.spaces, args.semantic_fields).items():
         config, model, trainer, valid_data, _ = load_genrec(args.checkpoint, overrides=overrides)
         trainer.prepare_catalog(valid_data._dataset)
-        seed = trainer.sampling_seed() if config["eval_seed"] is not None else config["seed"]
+        seed = split_seed(config["eval_seed"], "valid")  # the validation split's own sampling stream
         reconstructions, _ = nearest_sims(trainer, model, valid_data, True, seed)
         generated, copied = nearest_sims(trainer, model, valid_data, False, seed)
         threshold = round(reconstructions.quantile(args.quantile).item(), 4)
