@@ -34,6 +34,7 @@ setup(
         "peft",  # LoRA on the generator (generator_lora_r)
         "tensorboard",  # galleries and curves (RecBole logs to it too)
         "open_clip_torch",
+        "imagehash",  # perceptual hashes for the near-copy fidelity check (recbole_gen.fidelity)
         "pyyaml",
         "pillow",
         "tqdm",

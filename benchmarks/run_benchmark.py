@@ -20,7 +20,8 @@ near-copy thresholds) and re-scores its checkpoint, keeping its training record.
 
 GenRec's later stages are rows of their own, built on the GenRec row's checkpoint of the same run:
 ``GenRec+bestof`` shows the best of ``rl_group_size`` samples by the reranker (no training),
-``GenRec+rl`` trains the RL stage from it. Every generator row reports its copies (CopyShare, and
+``GenRec+rl`` trains the RL stage from it. ``GenRec+diffusion`` trains GenRec with the diffusion
+generator (``generator: diffusion``) from scratch, under the same budget as the GenRec row. Every generator row reports its copies (CopyShare, and
 TargetSim over novel generations); --near_copy_thresholds sets each space's threshold (chosen on
 validation with benchmarks/copy_threshold.py).
 """
@@ -41,13 +42,28 @@ REFERENCES = ["RandomItem", "PopItem", "LastItem", "TargetItem"]
 CHEATS = {"TargetItem"}
 COLUMNS = ["recall@10", "ndcg@10", "targetsim", "personallift", "historysim", "genrecall@10", "novelty", "diversity",
            "fd", "catalogfd", "copyshare", "nearcopyshare", "noveltargetsim"]
-# GenRec's stages after supervised training, each built on the GenRec row's checkpoint (see the module docstring).
-VARIANTS = ("bestof", "rl")
+# GenRec's variants (see the module docstring); those in BUILT_ON_GENREC start from the GenRec row's checkpoint.
+VARIANTS = ("bestof", "rl", "diffusion")
+BUILT_ON_GENREC = {"bestof", "rl"}
 # Settings that change how a trained model is scored, not how it trains: --reevaluate re-scores a result
-# that differs from the current settings only in these (or in keys of a later stage, STAGE_PREFIX, that
-# did not exist when it ran and are off).
+# that differs from the current settings only in these.
 EVALUATION_KEYS = {"metrics", "near_copy_threshold", "eval_best_of"}
-STAGE_PREFIX = "rl_"
+# Keys of parts added after a result ran, by prefix: a result that lacks them matches while the part is
+# off in the current settings (its run behaved as the part being off).
+LATER_PARTS = {
+    "rl_": lambda config: not config.get("rl_init_checkpoint"),
+    "rl_expectation_contrast": lambda config: not config.get("rl_expectation_contrast"),
+    "generator": lambda config: config.get("generator") == "autoregressive",
+    "diffusion_": lambda config: config.get("generator") != "diffusion",
+    "n_instruction_tokens": lambda config: not config.get("n_instruction_tokens"),
+    "instruction_": lambda config: not config.get("n_instruction_tokens"),
+    # requests only (recbole_gen.generate): an evaluation neither gives feedback nor edits nor asks the instructor
+    "feedback_": lambda config: True,
+    "instructor_": lambda config: True,
+    "editor_": lambda config: True,
+    "fidelity_": lambda config: not config.get("eval_fidelity"),
+    "eval_fidelity": lambda config: not config.get("eval_fidelity"),
+}
 SPACES = {"identity": {}, "semantic": None}  # semantic: {"encoder_fit_text_fields": --semantic_fields}
 # Settings a reused result must share with the current command.
 SETTING_KEYS = ("dataset", "epochs", "seed", "content", "spaces", "semantic_fields", "sampling_seeds", "set", "config_files",
@@ -117,6 +133,8 @@ def model_config(args, model, content_name=None, space_name=None):
     name, variant = split_model(model)
     if variant == "rl":
         base["rl_init_checkpoint"] = args.base_checkpoint
+    if variant == "diffusion":
+        base["generator"] = "diffusion"
     config = Config(model=name, dataset=args.dataset, config_file_list=args.config_files, read_command_line=False,
                     config_dict={**base, "image_dir": content[content_name], **spaces[space_name],
                                  **parse_thresholds(args.near_copy_thresholds).get(space_name, {})})
@@ -395,9 +413,9 @@ def markdown(results, args, command, reused):
     return "\n".join(lines)
 
 
-def _rescorable(key, saved, wanted):
-    """Whether a config key on which a saved result differs only changes how its checkpoint is scored."""
-    return key in EVALUATION_KEYS or (key.startswith(STAGE_PREFIX) and key not in saved and not wanted.get("rl_init_checkpoint"))
+def _later_part_off(key, saved, wanted):
+    """Whether ``key`` belongs to a part added after the saved result ran that is off in ``wanted``."""
+    return key not in saved and any(key.startswith(prefix) and off(wanted) for prefix, off in LATER_PARTS.items())
 
 
 def frontier_plot(results, args):
@@ -415,7 +433,7 @@ def frontier_plot(results, args):
             tests = result["results"][name][space]["test"]
             fd, targetsim = mean_sd(tests, "fd")[0], mean_sd(tests, "targetsim")[0]
             base, variant = split_model(result["model"])
-            colour = 4 if base in REFERENCES else {None: 0, "bestof": 3, "rl": 2}[variant] if base == "GenRec" else 1
+            colour = 4 if base in REFERENCES else {None: 0, "bestof": 3, "rl": 2, "diffusion": 5}[variant] if base == "GenRec" else 1
             points.append((result["model"], fd, targetsim, colour))
         panels.append(scatter_panel(points, f"{space} space, test split: TargetSim (up) against FD (right, log)",
                                     "FD to the users' next items", log_x=True))
@@ -438,8 +456,8 @@ def reusable(path, args, model, reevaluate=False):
     if "config" not in result:
         raise SystemExit(f"--reuse: {path} records no effective config (made by an older harness); run {model} again without --reuse")
     wanted, saved = effective_config(model_config(args, model)), result["config"]
-    different = sorted(key for key in set(wanted) | set(saved) if saved.get(key) != wanted.get(key))
-    rescore += [key for key in different if reevaluate and _rescorable(key, saved, wanted)]
+    different = sorted(key for key in set(wanted) | set(saved) if saved.get(key) != wanted.get(key) and not _later_part_off(key, saved, wanted))
+    rescore += [key for key in different if reevaluate and key in EVALUATION_KEYS]
     different = [key for key in different if key not in rescore]
     if different:
         raise SystemExit(f"--reuse: {path} ran {model} with another effective config (defaults changed since?): "
@@ -503,7 +521,7 @@ def main():
         out = os.path.join("saved", f"benchmark-{args.dataset}-{model}.json")
         os.makedirs("saved", exist_ok=True)
         extra = []
-        if split_model(model)[1]:
+        if split_model(model)[1] in BUILT_ON_GENREC:
             base = next((r for r in results if r["model"] == "GenRec"), None)
             if base is None:
                 raise SystemExit(f"--models: {model} builds on the GenRec row; list GenRec before it")

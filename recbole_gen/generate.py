@@ -1,10 +1,17 @@
-"""Generate next-item images for chosen users with a trained GenRec checkpoint.
+"""Generate next-item images for chosen users with a trained GenRec checkpoint: one request per user.
 
-    python -m recbole_gen.generate --checkpoint saved/GenRec-....pth --users 1,2,3 --samples 4 --out generated/
+    python -m recbole_gen.generate --checkpoint saved/GenRec-....pth --users 1,2,3 --samples 4 --out generated/ \
+        [--instruction "a 1990s comedy"] [--like 50,181] [--dislike 1] [--edit 100 --strength 0.5]
 
 Each user is conditioned on their history up to their held-out test item (as in the test split), so
-the gallery can show the ground truth beside the samples. Writes ``OUT/user_<token>/sample_<k>.png``,
-``OUT/gallery.png`` and ``OUT/manifest.json`` (history, ground truth and files per user).
+the gallery can show the ground truth beside the samples. The request goes through
+:class:`~recbole_gen.pipeline.GenRecPipeline`: the instructor chooses to show, edit or create (``--edit``
+forces editing that item), ``--samples`` candidates are sampled, the fidelity checks judge them and the best
+that passes is shown, else the catalog item. Writes ``OUT/user_<token>/sample_<k>.png`` (every candidate),
+``OUT/user_<token>/shown.png`` (what the user is shown), each PNG carrying its provenance (model,
+checkpoint, seed, user, sample, request; :func:`recbole_gen.fidelity.provenance.read_provenance`),
+``OUT/gallery.png`` and ``OUT/manifest.json`` (history, ground truth, action, files and every check's
+verdict per candidate).
 
 The checkpoint is all it needs (with the dataset's files): the tokenizer and the catalog's codes come
 from it, nothing is fitted, and where the item images are not on this machine the gallery shows the
@@ -18,9 +25,13 @@ import os
 import torch
 
 from recbole_gen.data.item_content import item_content, item_texts
-from recbole_gen.evaluator.gallery import gallery_image, to_pil
+from recbole_gen.evaluator.gallery import gallery_image
+from recbole_gen.fidelity.provenance import save_image
+from recbole_gen.fitting import atomic_file
 from recbole_gen.model.sequential_recommender.genrec import GenRec
+from recbole_gen.pipeline import GenRecPipeline, request_guard
 from recbole_gen.quick_start import load_data_and_model
+from recbole_gen.rl.reward import RewardModel
 
 
 def test_rows(dataset, test_dataset, user_field, user_tokens):
@@ -51,7 +62,24 @@ def catalog_images(config, dataset, model):
     return (lambda ids: model.tokenizer.decode(model.item_codes[ids.to(model.item_codes.device)])), texts
 
 
-def generate(checkpoint, users, samples=4, out="generated", seed=2020, guidance_scale=None, temperature=None, top_k=None):
+def item_ids(dataset, item_field, tokens, flag):
+    """Internal ids of item ``tokens``, with a clear error naming ``flag`` for unknown ones."""
+    known = dataset.field2token_id[item_field]
+    unknown = [token for token in tokens if token not in known]
+    if unknown:
+        examples = ", ".join(list(known)[1:6])
+        raise SystemExit(f"{flag}: unknown item token(s) {', '.join(unknown)} (tokens as in the .item file, e.g. {examples})")
+    return [known[token] for token in tokens]
+
+
+def _verdicts(output, row, k, sample):
+    return {name: vars(verdicts[row * k + sample]) for name, verdicts in output.verdicts.items()}
+
+
+def generate(checkpoint, users, samples=4, out="generated", seed=2020, guidance_scale=None, temperature=None, top_k=None,
+             instruction=None, like=(), dislike=(), edit=None, strength=None, checks=True):
+    """Serve each user one request through :class:`~recbole_gen.pipeline.GenRecPipeline` and write what it made;
+    returns the manifest's per-user entries."""
     config, model, dataset, _, _, test_data = load_data_and_model(checkpoint)
     if not isinstance(model, GenRec):
         raise SystemExit(f"--checkpoint {checkpoint} holds a {type(model).__name__}; recbole_gen.generate needs a GenRec")
@@ -61,33 +89,56 @@ def generate(checkpoint, users, samples=4, out="generated", seed=2020, guidance_
     generation_config = model.generation_config
     overrides = {"guidance_scale": guidance_scale, "temperature": temperature, "top_k": top_k}
     generation_config.update(**{key: value for key, value in overrides.items() if value is not None})
-    model.eval()
-    generation = model.generate(interaction, num_samples=samples, generation_config=generation_config, seed=seed)
+    liked, disliked = item_ids(dataset, item_field, like, "--like"), item_ids(dataset, item_field, dislike, "--dislike")
+    edit_items = None
+    if edit is not None:
+        edit_items = torch.tensor(item_ids(dataset, item_field, [edit], "--edit") * len(users))
+    reward_model = RewardModel.from_config(config, dataset) if checks else None
+    guard = request_guard(config, model, dataset, reward_model) if checks else None
+    pipeline = GenRecPipeline(model, config, item_texts(config, dataset), reward_model, guard)
+    output = pipeline(interaction, instructions=[instruction] * len(users) if instruction else None,
+                      like=[liked] * len(users) if liked else None, dislike=[disliked] * len(users) if disliked else None,
+                      edit_items=edit_items, strength=strength, num_candidates=samples, seed=seed, generation_config=generation_config)
 
     os.makedirs(out, exist_ok=True)
+    request = {"instruction": instruction, "like": list(like), "dislike": list(dislike), "edit": edit,
+               "strength": config["editor_strength"] if strength is None else strength}
     manifest = []
     for row, token in enumerate(users):
         folder = os.path.join(out, f"user_{token}")
         os.makedirs(folder, exist_ok=True)
+        provenance = {"model": "GenRec", "checkpoint": os.path.abspath(checkpoint), "seed": seed, "user": token,
+                      "generation_config": generation_config.to_dict(), **request}
         files = []
         for k in range(samples):
             path = os.path.join(folder, f"sample_{k + 1}.png")
-            image = generation.images[row * samples + k]
-            to_pil(image).save(path)
+            save_image(output.candidates.images[row * samples + k], path, {**provenance, "sample": k + 1, "action": output.actions[row]})
             files.append(path)
+        shown = os.path.join(folder, "shown.png")
+        shown_item = int(output.shown_items[row])
+        save_image(output.images[row], shown, {**provenance, "action": output.actions[row],
+                                               "sample": None if shown_item else int(output.chosen[row]) % samples + 1,
+                                               "catalog_item": str(dataset.id2token(item_field, shown_item)) if shown_item else None})
         length = int(interaction[model.ITEM_SEQ_LEN][row])
         history = interaction[model.ITEM_SEQ][row, :length].cpu()
+        source = int(output.source_items[row])
         manifest.append({
             "user": token,
             "history": [str(t) for t in dataset.id2token(item_field, history)],
             "ground_truth": str(dataset.id2token(item_field, interaction[item_field][row].cpu().item())),
+            "action": output.actions[row],
+            "source_item": str(dataset.id2token(item_field, source)) if source else None,
+            "fallback_to_catalog": bool(output.fallback[row]),
+            "shown": shown,
             "samples": files,
+            "verdicts": [_verdicts(output, row, samples, k) for k in range(samples)],
         })
     images, texts = catalog_images(config, dataset, model)
-    gallery = gallery_image(model, interaction, generation.images, images, texts, users, config["gallery_history"])
+    gallery = gallery_image(model, interaction, output.candidates.images, images, texts, users, config["gallery_history"])
     gallery.save(os.path.join(out, "gallery.png"))
-    with open(os.path.join(out, "manifest.json"), "w") as f:
-        json.dump({"checkpoint": checkpoint, "seed": seed, "generation_config": generation_config.to_dict(), "users": manifest}, f, indent=2)
+    with atomic_file(os.path.join(out, "manifest.json")) as path, open(path, "w") as f:
+        json.dump({"checkpoint": checkpoint, "seed": seed, "request": request, "fidelity_checks": [check.name for check in guard.checks] if guard else [],
+                   "generation_config": generation_config.to_dict(), "users": manifest}, f, indent=2)
     return manifest
 
 
@@ -95,16 +146,30 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="a GenRec checkpoint written by run_recbole_gen")
     parser.add_argument("--users", required=True, help="comma-separated user tokens, e.g. 1,2,3")
-    parser.add_argument("--samples", type=int, default=4, help="images per user")
+    parser.add_argument("--samples", type=int, default=4, help="candidate images per user (the best that passes the checks is shown)")
     parser.add_argument("--out", default="generated", help="output folder")
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--guidance_scale", type=float, default=None, help="default: the checkpoint's config")
     parser.add_argument("--temperature", type=float, default=None)
     parser.add_argument("--top_k", type=int, default=None)
+    parser.add_argument("--instruction", default=None, help='free text, e.g. "a 1990s comedy" (needs n_instruction_tokens > 0)')
+    parser.add_argument("--like", default="", help="comma-separated item tokens the users liked")
+    parser.add_argument("--dislike", default="", help="comma-separated item tokens the users disliked")
+    parser.add_argument("--edit", default=None, help="an item token to edit for every user (the AI editor)")
+    parser.add_argument("--strength", type=float, default=None, help="editing strength, 0 (unchanged) to 1 (new); default editor_strength")
+    parser.add_argument("--no_checks", action="store_true", help="skip the fidelity checks (and the reward encoder they use)")
     args = parser.parse_args(argv)
-    users = [token.strip() for token in args.users.split(",") if token.strip()]
-    generate(args.checkpoint, users, args.samples, args.out, args.seed, args.guidance_scale, args.temperature, args.top_k)
-    print(f"Wrote {args.samples} images for each of {len(users)} users, gallery.png and manifest.json to {args.out}")
+    users = _tokens(args.users)
+    if args.strength is not None and not 0 <= args.strength <= 1:
+        parser.error(f"--strength must be in [0, 1], got {args.strength}")
+    generate(args.checkpoint, users, args.samples, args.out, args.seed, args.guidance_scale, args.temperature, args.top_k,
+             args.instruction, _tokens(args.like), _tokens(args.dislike), args.edit, args.strength, not args.no_checks)
+    print(f"Wrote {args.samples} images for each of {len(users)} users, the one shown (shown.png), gallery.png and "
+          f"manifest.json to {args.out}")
+
+
+def _tokens(text):
+    return [token.strip() for token in text.split(",") if token.strip()]
 
 
 if __name__ == "__main__":

@@ -19,6 +19,12 @@ class GuardResult:
     passed: torch.Tensor  # (N,) bool: the image passes every check
     verdicts: dict  # check name -> list of N Verdicts
 
+    @classmethod
+    def concatenate(cls, results):
+        """One result of several batches' ``results`` (same checks), in order."""
+        return cls(passed=torch.cat([result.passed for result in results]),
+                   verdicts={name: [verdict for result in results for verdict in result.verdicts[name]] for name in results[0].verdicts})
+
 
 @dataclass
 class Selection:

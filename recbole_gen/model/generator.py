@@ -26,9 +26,11 @@ import logging
 import os
 
 import torch
+from diffusers import UNet2DConditionModel
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
+from recbole_gen.model.diffusion import DiffusionGenerator, load_unet, scheduler_config, small_unet
 from recbole_gen.model.image_tokenizer import JanusImageTokenizer, load_vq_tokenizer, vq_tokenizer_from_config
 
 logger = logging.getLogger(__name__)
@@ -128,8 +130,34 @@ def _add_lora(config, generator):
     logger.info(f"LoRA (r={lora.r}) on {lora.target_modules}: {trainable} trainable generator parameters")
 
 
+GENERATORS = ("autoregressive", "diffusion")
+
+
+def _check_kind(config):
+    kind = config["generator"]
+    if kind not in GENERATORS:
+        raise ValueError(f"config key 'generator' = {kind!r}: expected one of {', '.join(GENERATORS)}")
+    if kind == "diffusion" and config["generator_lora_r"]:
+        raise ValueError("generator_lora_r applies to the autoregressive generator's transformer; set it to 0 for 'diffusion'")
+    return kind
+
+
+def build_diffusion_generator(config, content):
+    tokenizer = load_vq_tokenizer(config, content)
+    path = config["diffusion_unet_path"]
+    if path is None:
+        latent_channels = tokenizer.vq.config.vq_embed_dim or tokenizer.vq.config.latent_channels
+        unet = small_unet(config, latent_channels, tokenizer.grid_size, config["gen_hidden_size"])
+    else:
+        unet = load_unet(path)
+    return DiffusionGenerator(unet, tokenizer, scheduler_config(config))
+
+
 def build_generator(config, content):
-    """The generator (with its tokenizer) that the ``generator_path`` and ``gen_*`` keys select."""
+    """The generator (with its tokenizer) that the ``generator``, ``generator_path``, ``gen_*`` and
+    ``diffusion_*`` keys select."""
+    if _check_kind(config) == "diffusion":
+        return build_diffusion_generator(config, content)
     path = config["generator_path"]
     if path is None:
         tokenizer = load_vq_tokenizer(config, content)
@@ -162,8 +190,12 @@ def generator_components(generator):
     if isinstance(generator, JanusGenerator):
         return {"kind": "janus", "janus": _model_components(generator.janus)}
     tokenizer = generator.tokenizer
-    return {"kind": "causal_lm", "lm": _model_components(generator.lm),
-            "tokenizer": {"config": dict(tokenizer.vq.config), "image_size": tokenizer.image_size}}
+    vq = {"config": dict(tokenizer.vq.config), "image_size": tokenizer.image_size}
+    if isinstance(generator, DiffusionGenerator):
+        unet = generator.unet
+        return {"kind": "diffusion", "unet": {"config": dict(unet.config), "dtype": str(unet.dtype).removeprefix("torch.")},
+                "scheduler": dict(generator.noise_scheduler.config), "tokenizer": vq}
+    return {"kind": "causal_lm", "lm": _model_components(generator.lm), "tokenizer": vq}
 
 
 def _from_config(build, components):
@@ -178,6 +210,10 @@ def generator_from_components(config, components):
         from transformers import JanusForConditionalGeneration
 
         generator = JanusGenerator(_from_config(JanusForConditionalGeneration, components["janus"]))
+    elif components["kind"] == "diffusion":
+        tokenizer = vq_tokenizer_from_config(components["tokenizer"]["config"], components["tokenizer"]["image_size"])
+        unet = UNet2DConditionModel.from_config(components["unet"]["config"]).to(getattr(torch, components["unet"]["dtype"]))
+        return DiffusionGenerator(unet, tokenizer, components["scheduler"])
     else:
         tokenizer = vq_tokenizer_from_config(components["tokenizer"]["config"], components["tokenizer"]["image_size"])
         generator = CausalLMGenerator(_from_config(AutoModelForCausalLM.from_config, components["lm"]), tokenizer)

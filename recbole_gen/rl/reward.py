@@ -32,6 +32,7 @@ import torch
 
 from recbole_gen.data.item_content import item_content
 from recbole_gen.evaluator.encoder import FIT, catalog_encoder, fitted_encoder_dir
+from recbole_gen.fidelity.checks import realism_scores
 
 REALISM_NEIGHBOURS = 10
 TERMS = ("contrastive", "realism", "diversity", "copy", "expectation")
@@ -106,7 +107,7 @@ class RewardModel:
         if self.weights["contrastive"]:
             terms["contrastive"] = _own_minus_others(embeddings @ self.target_means(targets).T, group_size)
         if self.weights["realism"]:
-            terms["realism"] = (embeddings @ self.candidates.T).topk(min(REALISM_NEIGHBOURS, len(self.candidates)), dim=1).values.mean(dim=1)
+            terms["realism"] = realism_scores(embeddings, self.candidates, min(REALISM_NEIGHBOURS, len(self.candidates)))
         if self.weights["diversity"] and group_size > 1:
             grouped = embeddings.view(-1, group_size, embeddings.shape[1])
             pair_sims = grouped @ grouped.transpose(1, 2)

@@ -62,6 +62,9 @@ class GenRecRLTrainer(GenRecTrainer):
     def __init__(self, config, model):
         if config["rl_algorithm"] not in ALGORITHMS:
             raise ValueError(f"config key 'rl_algorithm' = {config['rl_algorithm']!r}: expected one of {ALGORITHMS}")
+        if model.is_diffusion:
+            raise ValueError("the RL stage trains the autoregressive generator's code log-probabilities; "
+                             "rl_init_checkpoint holds a 'diffusion' GenRec")
         model.freeze_user_encoder = True
         model.user_encoder.requires_grad_(False)
         super().__init__(config, model)

@@ -27,7 +27,9 @@ from recbole_gen.data.item_content import item_content
 from recbole_gen.evaluator.collector import COPIED_FIELD, SHOWN_FIELD, GenerativeCollector, pad_pairs
 from recbole_gen.evaluator.encoder import catalog_encoder
 from recbole_gen.evaluator.gallery import gallery_image, select_rows
+from recbole_gen.fidelity.guard import GuardResult, pass_rates
 from recbole_gen.model.sampling import split_seed
+from recbole_gen.pipeline import request_guard
 from recbole_gen.rl.reranker import best_of_n, expected_embedding
 from recbole_gen.rl.reward import RewardModel
 
@@ -224,6 +226,8 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
         self.gallery_files = []
         self._show_ceiling = False
         self._reward_model = None
+        self._guard = None
+        self._fidelity_results = []
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         self.epoch = epoch_idx
@@ -241,8 +245,9 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
 
     @property
     def uses_reward_model(self):
-        """Whether evaluations need the reward model (best-of-N reranks in its space)."""
-        return self.config["eval_best_of"] > 1
+        """Whether evaluations need the reward model (best-of-N reranks in its space; the fidelity checks
+        embed in it)."""
+        return self.config["eval_best_of"] > 1 or self.config["eval_fidelity"]
 
     def reward_model(self, dataset):
         """The RL stage's :class:`~recbole_gen.rl.reward.RewardModel` of ``dataset``'s catalog (built once)."""
@@ -255,6 +260,8 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
         super().prepare_catalog(dataset)
         if self.uses_reward_model:
             self.reward_model(dataset)
+        if self.config["eval_fidelity"] and self._guard is None:
+            self._guard = request_guard(self.config, self.model, dataset, self._reward_model)
 
     def eval_generation(self, interaction):
         """``(generation, k)``: the k images shown to each row of ``interaction`` in this evaluation."""
@@ -275,6 +282,8 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
         scores[:, 0] = -np.inf  # as RecBole's _full_sort_batch_eval: never the padding item or seen items
         if history_index is not None:
             scores[history_index] = -np.inf
+        if self._guard is not None and not self._show_ceiling:
+            self._fidelity_results.append(self._guard(generation.images))
         if self.eval_collector.needs_catalog:
             shown = self.catalog.encoder.encode_images(generation.images)
             copied = self.model.copied_items(generation.codes) > 0
@@ -287,10 +296,15 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
         """RecBole's evaluate; ``split`` ('valid' or 'test') names the split ``eval_data`` holds, which picks
         the sampling stream (default: 'valid' inside ``fit``, else 'test')."""
         previous, self.phase = self.phase, split or self.phase
+        self._fidelity_results = []
         try:
             result = super().evaluate(eval_data, load_best_model, model_file, show_progress)
             if result is None:
                 return None
+            if self._fidelity_results:
+                rates = pass_rates(GuardResult.concatenate(self._fidelity_results))
+                result.update({f"fidelity.{name}": rate for name, rate in rates.items() if name not in ("n_images", "n_passed")})
+                self.logger.info(set_color("fidelity checks", "yellow") + f": {rates}")
             if self.phase == "test" and self.eval_collector.needs_catalog:
                 self.ceiling_result = self.tokenizer_ceiling(eval_data)
                 self.logger.info(set_color("tokenizer ceiling", "yellow") + f": {dict(self.ceiling_result)}")

@@ -33,7 +33,9 @@ from transformers.generation.logits_process import LogitsProcessorList, Temperat
 
 from recbole_gen.data.item_content import item_content
 from recbole_gen.model.condition import UserCondition
+from recbole_gen.model.diffusion import DiffusionGenerator
 from recbole_gen.model.generator import build_generator, generator_components, generator_from_components
+from recbole_gen.model.instructor import Instructor, build_text_encoder, catalog_instructions, text_encoder_from_components
 from recbole_gen.model.sampling import row_uniforms
 from recbole_gen.model.user_encoder import build_user_encoder, embedding_size, recommendation_loss, user_embedding
 
@@ -81,11 +83,25 @@ class GenRec(SequentialRecommender):
                 )
         self.register_buffer("item_codes", item_codes)
         self.register_buffer("has_image", has_image)
-        self.components = json.dumps(generator_components(self.generator))
+        saved_components = generator_components(self.generator)
+
+        self.instructor = None
+        if config["n_instruction_tokens"]:
+            if restoring:
+                text_encoder = text_encoder_from_components(components["instructor"])
+            else:
+                text_encoder = build_text_encoder(config, content)
+            self.instructor = Instructor(text_encoder, self.n_items, config["instruction_dropout_prob"])
+            if not restoring:
+                self.instructor.fill_bank(catalog_instructions(config, content))
+            saved_components["instructor"] = text_encoder.components()
+            self.instructor.to(config["device"])
+        self.components = json.dumps(saved_components)
 
         hidden = self.generator.hidden_size
         self.condition = UserCondition(
-            embedding_size(self.user_encoder), hidden, config["n_cond_tokens"], config["n_history_images"]
+            embedding_size(self.user_encoder), hidden, config["n_cond_tokens"], config["n_history_images"],
+            config["n_instruction_tokens"], self.instructor.text_encoder.dim if self.instructor else 0,
         )
         self.begin_image = nn.Parameter(torch.randn(hidden) * 0.02)
         self.cond_dropout_prob = config["cond_dropout_prob"]
@@ -96,6 +112,7 @@ class GenRec(SequentialRecommender):
             guidance_scale=config["guidance_scale"],
             max_new_tokens=self.tokenizer.n_tokens,
         )
+        self.diffusion_steps = config["diffusion_inference_steps"]
         self.eval_samples = config["eval_samples"]
         self.eval_seed = config["eval_seed"]
 
@@ -113,9 +130,15 @@ class GenRec(SequentialRecommender):
     def tokenizer(self):
         return self.generator.tokenizer
 
+    @property
+    def is_diffusion(self):
+        return isinstance(self.generator, DiffusionGenerator)
+
     def train(self, mode=True):
         super().train(mode)
         self.tokenizer.eval()
+        if self.instructor is not None:
+            self.instructor.text_encoder.eval()
         if self.freeze_user_encoder:
             self.user_encoder.eval()
         return self
@@ -125,19 +148,20 @@ class GenRec(SequentialRecommender):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_user_encoder):
             return user_embedding(self.user_encoder, interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
 
-    def condition_tokens(self, interaction, user=None):
-        """Condition tokens ``(B, n_tokens, hidden)`` of each row's user and history."""
+    def condition_tokens(self, interaction, user=None, instruction=None):
+        """Condition tokens ``(B, n_tokens, hidden)`` of each row's user and history (and instruction
+        embedding ``(B, d)``, zero rows for none, when the model has an instructor)."""
         if user is None:
             user = self.user_embedding(interaction)
         n_history = self.condition.n_history_images
         if not n_history:
-            return self.condition(user)
+            return self.condition(user, instruction=instruction)
         item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
         positions = item_seq_len.unsqueeze(1) - n_history + torch.arange(n_history, device=item_seq.device)
         items = item_seq.gather(1, positions.clamp(min=0))
         mask = (positions >= 0) & self.has_image[items]
         history = self.generator.embed(self.item_codes[items]).mean(dim=2)
-        return self.condition(user, history, mask)
+        return self.condition(user, history, mask, instruction)
 
     def _prefix(self, condition):
         return torch.cat([condition, self.begin_image.expand(len(condition), 1, -1)], dim=1)
@@ -152,10 +176,13 @@ class GenRec(SequentialRecommender):
     def generation_loss(self, interaction, user=None):
         target = interaction[self.POS_ITEM_ID]
         codes = self.item_codes[target]
-        condition = self.condition.drop(self.condition_tokens(interaction, user), self.cond_dropout_prob)
+        instruction = None if self.instructor is None else self.instructor.training_instructions(target)
+        condition = self.condition.drop(self.condition_tokens(interaction, user, instruction), self.cond_dropout_prob)
+        weight = self.has_image[target].float()
+        if self.is_diffusion:
+            return self.generator.loss(condition, codes, weight)
         logits = self.code_logits(condition, codes)
         per_row = F.cross_entropy(logits.flatten(0, 1).float(), codes.flatten(), reduction="none").view(codes.shape).mean(1)
-        weight = self.has_image[target].float()
         return (per_row * weight).sum() / weight.sum().clamp(min=1)
 
     def calculate_loss(self, interaction):
@@ -167,28 +194,34 @@ class GenRec(SequentialRecommender):
 
     # -- sampling ----------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample_codes(self, condition, uniforms, generation_config=None):
-        """Sample ``(B, n_tokens)`` codes with a KV cache; classifier-free guidance against the null condition.
+    def sample_codes(self, condition, uniforms, generation_config=None, negative=None, prefix_codes=None):
+        """Sample ``(B, n_tokens)`` codes with a KV cache; classifier-free guidance against ``negative``.
 
         ``uniforms`` ``(B, n_tokens)`` in [0, 1): row b's code at step t is drawn by inverting the step's
         CDF at ``uniforms[b, t]``, so each row's sample depends on its own numbers only. Guidance follows
-        ``logits = uncond + guidance_scale * (cond - uncond)``: 1 is plain conditional sampling, 0 is
-        unconditional; only the branches a scale needs are computed.
+        ``logits = neg + guidance_scale * (cond - neg)`` with ``negative`` condition tokens (default the
+        learned null condition): 1 is plain conditional sampling, 0 samples ``negative``; only the branches
+        a scale needs are computed. ``prefix_codes`` ``(B, P)``: the first P codes are given (editing keeps
+        them) and only the rest are sampled.
         """
         config = generation_config or self.generation_config
         scale = 1.0 if config.guidance_scale is None else config.guidance_scale
         batch = len(condition)
-        null = self.condition.null_condition(batch)
-        branches = [null] if scale == 0 else [condition] if scale == 1 else [condition, null]
+        negative = self.condition.null_condition(batch) if negative is None else negative
+        branches = [negative] if scale == 0 else [condition] if scale == 1 else [condition, negative]
         warpers = LogitsProcessorList()
         if config.do_sample:
             warpers.append(TemperatureLogitsWarper(config.temperature))
             if config.top_k:
                 warpers.append(TopKLogitsWarper(config.top_k))
         uniforms = uniforms.to(condition.device)
-        hidden, cache = self.generator(self._prefix(torch.cat(branches)), use_cache=True)
+        inputs = self._prefix(torch.cat(branches))
         codes = []
-        for step in range(config.max_new_tokens):
+        if prefix_codes is not None and prefix_codes.shape[1]:
+            codes = list(prefix_codes.split(1, dim=1))
+            inputs = torch.cat([inputs, self.generator.embed(prefix_codes.repeat(len(branches), 1))], dim=1)
+        hidden, cache = self.generator(inputs, use_cache=True)
+        for step in range(len(codes), config.max_new_tokens):
             logits = self.generator.head(hidden[:, -1]).float()
             if len(branches) == 2:
                 conditional, unconditional = logits.chunk(2)
@@ -204,14 +237,47 @@ class GenRec(SequentialRecommender):
                 hidden, cache = self.generator(self.generator.embed(code.repeat(len(branches), 1)), cache, use_cache=True)
         return torch.cat(codes, dim=1)
 
+    @property
+    def noise_size(self):
+        """Random numbers one sample draws: one per code (autoregressive) or per latent value (diffusion)."""
+        if self.is_diffusion:
+            return int(torch.Size(self.generator.latent_shape).numel())
+        return self.tokenizer.n_tokens
+
+    def uniforms(self, interaction, num_samples, seed):
+        """Each (row, sample)'s random stream ``(B * num_samples, noise_size)`` (rows' samples adjacent)."""
+        return row_uniforms(seed, interaction[self.USER_ID].cpu().numpy(), num_samples, self.noise_size)
+
+    @torch.no_grad()
+    def sample(self, condition, uniforms, generation_config=None, negative=None, start_codes=None, strength=1.0):
+        """Codes ``(B, n_tokens)`` under ``condition`` tokens, with either generator.
+
+        ``negative``: condition tokens guidance steers away from (default the null condition).
+        ``start_codes`` ``(B, n_tokens)`` and ``strength`` in [0, 1] edit existing items (the AI editor): 0
+        returns them unchanged, 1 creates anew. The diffusion generator re-noises their latents to
+        ``strength`` of its schedule and denoises them under the condition (SDEdit); the autoregressive one
+        keeps their first ``round((1 - strength) * n_tokens)`` codes (the top rows, in raster order) and
+        samples the rest.
+        """
+        config = generation_config or self.generation_config
+        if not 0 <= strength <= 1:
+            raise ValueError(f"strength must be in [0, 1], got {strength}")
+        if self.is_diffusion:
+            scale = 1.0 if config.guidance_scale is None else config.guidance_scale
+            negative = self.condition.null_condition(len(condition)) if negative is None else negative
+            return self.generator.sample(condition, negative, uniforms.to(condition.device), self.diffusion_steps, scale,
+                                         start_codes, strength)
+        prefix = None
+        if start_codes is not None:
+            prefix = start_codes[:, : round((1 - strength) * self.tokenizer.n_tokens)]
+        return self.sample_codes(condition, uniforms, config, negative, prefix)
+
     @torch.no_grad()
     def generate(self, interaction, num_samples=1, generation_config=None, seed=0):
         """``num_samples`` images per row of ``interaction`` (rows' samples adjacent). Sample j of a user
         depends only on ``seed``, the user's id and j (see :mod:`recbole_gen.model.sampling`)."""
         condition = self.condition_tokens(interaction).repeat_interleave(num_samples, dim=0)
-        users = interaction[self.USER_ID].cpu().numpy()
-        uniforms = row_uniforms(seed, users, num_samples, self.tokenizer.n_tokens)
-        codes = self.sample_codes(condition, uniforms, generation_config)
+        codes = self.sample(condition, self.uniforms(interaction, num_samples, seed), generation_config)
         return Generation(codes=codes, images=self.tokenizer.decode(codes))
 
     def copied_items(self, codes, chunk=512):

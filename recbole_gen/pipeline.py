@@ -1,0 +1,188 @@
+"""GenRecPipeline: a request in, what is shown out; GeneRec's four parts in order.
+
+"Generative Recommendation" (GeneRec, Wang et al., 2023) serves a user with an instructor, an AI editor, an
+AI creator and fidelity checks. For each request (a user's history, optionally an instruction, liked and
+disliked items, an item to edit) :class:`GenRecPipeline`:
+
+1. asks the **instructor** (:mod:`recbole_gen.model.instructor`) what to do: show the user encoder's top
+   catalog item, edit it, or create a new one (or does what the request says: ``edit_items``);
+2. builds the condition: the user moved toward liked items, the instruction's tokens; and the negative
+   condition from disliked items, which guidance steers away from;
+3. samples ``num_candidates`` images per request with the **editor** (``strength`` < 1 from the item's
+   codes) or the **creator** (from noise), with the model's generator (autoregressive or diffusion);
+4. runs the **fidelity checks** (:mod:`recbole_gen.fidelity`) and shows, per request, the candidate that
+   passes them all and is closest, in the reward space, to what the user encoder expects (the best-of-N
+   criterion); if none passes, the catalog item.
+
+It returns a :class:`GenRecPipelineOutput`; it keeps nothing between calls.
+"""
+
+import math
+import os
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from recbole_gen.data.item_content import item_content
+from recbole_gen.fidelity.guard import build_guard
+from recbole_gen.model.instructor import decide, feedback_user
+from recbole_gen.model.sequential_recommender.genrec import Generation
+from recbole_gen.rl.reranker import expected_embedding
+
+
+@dataclass
+class GenRecPipelineOutput:
+    actions: list  # (B,) "show", "edit", "create"; "show" too where every candidate failed a check (fallback)
+    images: torch.Tensor  # (B, 3, S, S) uint8: what each request is shown
+    shown_items: torch.Tensor  # (B,) the catalog item shown, 0 where a generated image is
+    source_items: torch.Tensor  # (B,) the item the instructor chose (shown, or edited), 0 for creation
+    candidates: Generation  # (B * k) every sampled candidate, requests' candidates adjacent
+    chosen: torch.Tensor  # (B,) index into candidates of the shown one, -1 where none is shown
+    fallback: torch.Tensor  # (B,) bool: every candidate failed a check, the catalog item is shown instead
+    verdicts: dict = field(default_factory=dict)  # check name -> B * k Verdicts (empty without a guard)
+
+
+def _pad(lists):
+    """``(B, K)`` long of ragged item-id lists (0 = padding)."""
+    width = max([len(items) for items in lists] + [1])
+    return torch.tensor([list(items) + [0] * (width - len(items)) for items in lists], dtype=torch.long)
+
+
+class GenRecPipeline:
+    """Serve requests with a GenRec ``model``.
+
+    Args:
+        model: a :class:`~recbole_gen.model.sequential_recommender.genrec.GenRec`.
+        config: its config (the ``feedback_*``, ``instructor_*`` and ``editor_strength`` keys).
+        item_texts: every item's text (row = internal item id), which the instructor matches instructions to.
+        reward_model: a :class:`~recbole_gen.rl.reward.RewardModel` ranking candidates (None: the first
+            passing candidate is shown).
+        guard: a :class:`~recbole_gen.fidelity.guard.FidelityGuard` (None: no checks, every candidate passes).
+    """
+
+    def __init__(self, model, config, item_texts, reward_model=None, guard=None):
+        self.model, self.config, self.item_texts = model, config, item_texts
+        self.reward_model, self.guard = reward_model, guard
+
+    def _instructions(self, instructions, batch, device):
+        if instructions is None or not any(instructions):
+            return None
+        if self.model.instructor is None:
+            raise ValueError("this GenRec was trained without instructions (n_instruction_tokens: 0): retrain with "
+                             "n_instruction_tokens > 0 to serve requests with an instruction")
+        if len(instructions) != batch:
+            raise ValueError(f"{len(instructions)} instructions for {batch} requests")
+        return self.model.instructor.embed(instructions, device)
+
+    def _instruction_match(self, instruction, items):
+        """``(B,)`` cosine of each instruction to its item's text in the instructor's text encoder, NaN for none."""
+        match = torch.full((len(items),), math.nan)
+        if instruction is None:
+            return match
+        given = instruction.abs().sum(dim=1) > 0
+        texts = [self.item_texts[item] for item in items[given.cpu()].tolist()]
+        if texts:
+            match[given.cpu()] = (self.model.instructor.embed(texts, instruction.device) * instruction[given]).sum(dim=1).cpu()
+        return match
+
+    @torch.no_grad()
+    def __call__(self, interaction, instructions=None, like=None, dislike=None, edit_items=None, strength=None,
+                 num_candidates=4, seed=0, generation_config=None):
+        """Serve each row of ``interaction`` (a user's history, as in an evaluation split).
+
+        Args:
+            instructions: one text (or None) per row.
+            like, dislike: one list of internal item ids per row (or None): feedback.
+            edit_items: ``(B,)`` internal item ids to edit for each row (0 = let the instructor decide).
+            strength: the editor's strength in [0, 1] (default ``editor_strength``).
+            num_candidates: images sampled per request before the checks.
+            seed: the sampling seed (each request's candidates depend on it, the user and the candidate index).
+            generation_config: sampling settings (default the model's).
+        """
+        model, config = self.model.eval(), self.config
+        batch, device = len(interaction), model.device
+        strength = config["editor_strength"] if strength is None else strength
+        generation_config = generation_config or model.generation_config
+        instruction = self._instructions(instructions, batch, device)
+
+        scores = model.user_encoder.full_sort_predict(interaction).float()
+        scores[:, ~model.has_image] = -torch.inf
+        scores[:, 0] = -torch.inf
+        probabilities = scores.softmax(dim=1)
+        top_probability, top_item = probabilities.max(dim=1)
+        actions = decide(top_probability.cpu(), self._instruction_match(instruction, top_item), config["instructor_show_threshold"],
+                         config["instructor_edit_threshold"], config["instructor_match_threshold"])
+        source = torch.where(torch.tensor([action == "create" for action in actions], device=device), 0, top_item)
+        if edit_items is not None:
+            requested = edit_items.to(device) > 0
+            source = torch.where(requested, edit_items.to(device), source)
+            actions = ["edit" if asked else action for action, asked in zip(actions, requested.tolist())]
+
+        item_embeddings = model.user_encoder.item_embedding.weight
+        user = model.user_embedding(interaction)
+        if like is not None:
+            user = feedback_user(user, item_embeddings, _pad(like).to(device), config["feedback_weight"])
+        condition = model.condition_tokens(interaction, user, instruction)
+        negative = None
+        if dislike is not None and any(dislike):
+            disliked = _pad(dislike).to(device)
+            negative = model.condition_tokens(interaction, feedback_user(user, item_embeddings, disliked, config["feedback_weight"]), instruction)
+            # rows without dislikes steer away from the null condition, as plain guidance does
+            null = model.condition.null_condition(batch)
+            negative = torch.where((disliked > 0).any(dim=1).view(-1, 1, 1), negative, null)
+            generation_config = type(generation_config).from_dict({**generation_config.to_dict(), "guidance_scale": config["feedback_guidance_scale"]})
+
+        k = num_candidates
+        uniforms = model.uniforms(interaction, k, seed)
+        codes = torch.zeros(batch * k, model.tokenizer.n_tokens, dtype=torch.long, device=device)
+        repeat = lambda tensor: None if tensor is None else tensor.repeat_interleave(k, dim=0)  # noqa: E731
+        for editing in (False, True):
+            rows = torch.tensor([(action == "edit") == editing for action in actions], device=device)
+            if not rows.any():
+                continue
+            candidate_rows = repeat(rows)
+            start_codes = model.item_codes[repeat(source)[candidate_rows]] if editing else None
+            codes[candidate_rows] = model.sample(repeat(condition)[candidate_rows], uniforms[candidate_rows.cpu()], generation_config,
+                                                 None if negative is None else repeat(negative)[candidate_rows], start_codes,
+                                                 strength if editing else 1.0)
+        candidates = Generation(codes=codes, images=model.tokenizer.decode(codes))
+
+        if self.reward_model is not None:
+            expected = expected_embedding(model, self.reward_model, interaction)
+            preference = (self.reward_model.embed(candidates.images).view(batch, k, -1) * expected[:, None]).sum(dim=-1).flatten()
+        else:
+            preference = -(torch.arange(batch * k) % k).float()  # the first candidate first
+        verdicts = {}
+        if self.guard is not None:
+            selection = self.guard.select(candidates.images, preference, k)
+            chosen, verdicts = selection.index, selection.result.verdicts
+        else:
+            chosen = torch.arange(batch) * k + preference.view(batch, k).argmax(dim=1)
+        fallback = chosen < 0
+        shows = torch.tensor([action == "show" for action in actions]) | fallback
+        chosen = torch.where(shows, -1, chosen)
+        shown_items = torch.where(shows.to(device), top_item, 0)
+        images = torch.where(shows.view(-1, 1, 1, 1), model.tokenizer.decode(model.item_codes[top_item]),
+                             candidates.images[chosen.clamp(min=0)])
+        actions = ["show" if show else action for action, show in zip(actions, shows.tolist())]
+        return GenRecPipelineOutput(actions=actions, images=images, shown_items=shown_items.cpu(), source_items=source.cpu(),
+                                    candidates=candidates, chosen=chosen, fallback=fallback, verdicts=verdicts)
+
+
+def request_guard(config, model, dataset, reward_model):
+    """The :class:`~recbole_gen.fidelity.guard.FidelityGuard` of ``fidelity_checks`` for ``model``'s catalog, in
+    the reward space (None when no check is listed). Generated images are compared with the catalog's images at
+    the tokenizer's size (its decoded codes where the images are not on this machine); the copy threshold is
+    calibrated on the catalog's reconstructions (its codes decoded)."""
+    if not config["fidelity_checks"]:
+        return None
+    reconstructions = model.tokenizer.decode(model.item_codes)
+    if config["image_dir"] is None or os.path.isdir(config["image_dir"]):
+        size = reconstructions.shape[-1]
+        images = item_content(config, dataset).images
+        catalog_images = F.interpolate(images.float(), size=(size, size), mode="area").round().to(torch.uint8)
+    else:
+        catalog_images = reconstructions
+    has_content = reward_model.has_content & model.has_image.cpu()
+    return build_guard(config, catalog_images, reconstructions, reward_model.catalog, has_content, reward_model.embed)
