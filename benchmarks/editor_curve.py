@@ -17,6 +17,7 @@ import statistics
 import torch
 
 from eval_seeds import load_genrec  # this folder's seed-spread script
+from recbole_gen.evaluator.encoder import catalog_encoder
 from recbole_gen.model.sampling import split_seed
 from recbole_gen.quick_start import load_data_and_model
 from run_benchmark import parse_spaces
@@ -76,11 +77,10 @@ def main():
                   "|---|---|---|---|---|"]
         for spec in args.editors:
             name, _, path = spec.partition("=")
-            config, model, trainer, valid_data, test_data = load_genrec(path, "--editors", overrides)
+            config, model, _, valid_data, test_data = load_genrec(path, "--editors", overrides)
             data = valid_data if args.split == "valid" else test_data
             dataset = data._dataset
-            trainer.prepare_catalog(dataset)
-            embeddings = trainer.catalog.embeddings
+            _, encoder, embeddings = catalog_encoder(config, dataset)
             sources = top1_sources(args.recommender, data, dataset.field2id_token[config["ITEM_ID_FIELD"]])
             targets = torch.cat([batch[0][model.ITEM_ID] for batch in data])
             source_sim = (embeddings[sources] * embeddings[targets]).sum(dim=1).mean().item()
@@ -89,7 +89,7 @@ def main():
             for strength in args.strengths:
                 kept, target_sims = [], []
                 for seed in range(config["seed"], config["seed"] + args.seeds):
-                    shown = trainer.catalog.encoder.encode_images(edit_all(model, data, sources, strength, split_seed(seed, args.split)))
+                    shown = encoder.encode_images(edit_all(model, data, sources, strength, split_seed(seed, args.split)))
                     kept.append((shown * embeddings[sources]).sum(dim=1).mean().item())
                     target_sims.append((shown * embeddings[targets]).sum(dim=1).mean().item())
                 (k, _), (t, t_sd) = mean_sd(kept), mean_sd(target_sims)

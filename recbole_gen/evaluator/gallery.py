@@ -33,6 +33,30 @@ def select_rows(n_rows, n_users, seed):
     return torch.randperm(n_users, generator=generator)[: min(n_rows, n_users)].sort().values
 
 
+def grid_image(titles, rows, highlight=None):
+    """A PIL image of labelled rows of captioned cells: ``titles`` per column, ``rows`` a list of
+    ``(label, cells)`` with ``cells`` a list (one per column) of ``(uint8 image (3, H, W), caption)`` or None
+    (left empty); the column ``highlight`` gets a green frame."""
+    n_columns = len(titles)
+    canvas = Image.new("RGB", (LABEL_WIDTH + n_columns * (CELL + 4), HEADER + len(rows) * (CELL + CAPTION + 4)), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    for column, title in enumerate(titles):
+        _caption(draw, font, (LABEL_WIDTH + column * (CELL + 4), 2), title)
+    for row, (label, cells) in enumerate(rows):
+        top = HEADER + row * (CELL + CAPTION + 4)
+        _caption(draw, font, (2, top + CELL // 2), label, LABEL_WIDTH)
+        for column, cell in enumerate(cells):
+            if cell is None:
+                continue
+            left = LABEL_WIDTH + column * (CELL + 4)
+            canvas.paste(to_pil(cell[0]).resize((CELL, CELL), Image.Resampling.NEAREST), (left, top))
+            if column == highlight:
+                draw.rectangle((left - 2, top - 2, left + CELL + 1, top + CELL + 1), outline=TRUTH_COLOUR, width=2)
+            _caption(draw, font, (left, top + CELL + 4), cell[1])
+    return canvas
+
+
 def gallery_image(model, interaction, generated, item_images, item_texts, user_tokens, n_history):
     """A PIL image: for each row of ``interaction`` (a user), history | truth | generated images.
 
@@ -44,27 +68,13 @@ def gallery_image(model, interaction, generated, item_images, item_texts, user_t
     item_seq_len = interaction[model.ITEM_SEQ_LEN].cpu()
     targets = interaction[model.ITEM_ID].cpu()
     n_samples = len(generated) // len(targets)
-    n_columns = n_history + 1 + n_samples
-    canvas = Image.new("RGB", (LABEL_WIDTH + n_columns * (CELL + 4), HEADER + len(targets) * (CELL + CAPTION + 4)), BACKGROUND)
-    draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default()
     titles = [f"history -{n_history - i}" for i in range(n_history)] + ["ground truth"] + [f"generated {i + 1}" for i in range(n_samples)]
-    for column, title in enumerate(titles):
-        _caption(draw, font, (LABEL_WIDTH + column * (CELL + 4), 2), title)
+    rows = []
     for row, (user, length, target) in enumerate(zip(user_tokens, item_seq_len.tolist(), targets.tolist())):
-        top = HEADER + row * (CELL + CAPTION + 4)
-        _caption(draw, font, (2, top + CELL // 2), f"user {user}", LABEL_WIDTH)
         history = item_seq[row, max(0, length - n_history) : length].tolist()
         known = history + [target]
         images = item_images(torch.tensor(known))
         cells = [None] * (n_history - len(history)) + [(image, item_texts[i]) for image, i in zip(images, known)]
         cells += [(image, "") for image in generated[row * n_samples : (row + 1) * n_samples]]
-        for column, cell in enumerate(cells):
-            if cell is None:
-                continue
-            left = LABEL_WIDTH + column * (CELL + 4)
-            canvas.paste(to_pil(cell[0]).resize((CELL, CELL), Image.Resampling.NEAREST), (left, top))
-            if column == n_history:
-                draw.rectangle((left - 2, top - 2, left + CELL + 1, top + CELL + 1), outline=TRUTH_COLOUR, width=2)
-            _caption(draw, font, (left, top + CELL + 4), cell[1])
-    return canvas
+        rows.append((f"user {user}", cells))
+    return grid_image(titles, rows, highlight=n_history)

@@ -1,6 +1,8 @@
-"""Generators: a transformers causal LM that predicts image codes, given soft condition tokens.
+"""Generators: a transformers causal LM that predicts image codes, given soft condition tokens, or a
+diffusers UNet that denoises the image tokenizer's latents (``generator: diffusion``,
+:mod:`recbole_gen.model.diffusion`).
 
-Every generator exposes the same four pieces, so GenRec trains and samples them all alike:
+Every autoregressive generator exposes the same four pieces, so GenRec trains and samples them all alike:
 
 - ``embed(codes)``: input embeddings of image codes, ``(..., hidden_size)``;
 - ``forward(inputs_embeds, past_key_values)``: the transformer, returning last hidden states and its

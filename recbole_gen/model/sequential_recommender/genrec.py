@@ -7,9 +7,13 @@ user's history images. It is the "AI creator" of "Generative Recommendation: Tow
 Recommender Paradigm" (GeneRec, Wang et al., 2023), with a sequential recommender as the instructor.
 
 Data flow: history -> user encoder (a RecBole sequential model of ``user_encoder.USER_ENCODERS``) -> condition
-(``n_cond_tokens`` soft tokens + the last ``n_history_images`` history images) -> generator (a causal
-LM over the image tokenizer's codes) -> codes -> image. Loss: the user encoder's own recommendation
-loss (unless frozen) + cross-entropy on the next item's image codes. ``generate`` returns the sampled
+(``n_cond_tokens`` soft tokens + the last ``n_history_images`` history images + ``n_instruction_tokens`` from
+a request's instruction, :mod:`recbole_gen.model.instructor`) -> generator (``generator``: a causal LM over
+the image tokenizer's codes, or a diffusion UNet over its latents, :mod:`recbole_gen.model.diffusion`) ->
+codes -> image. Loss: the user encoder's own recommendation loss (unless frozen) + cross-entropy on the next
+item's image codes (or the diffusion noise-prediction loss on their latents). :meth:`GenRec.sample` also
+edits existing items (GeneRec's AI editor, ``strength``) and guides away from any negative condition;
+:mod:`recbole_gen.pipeline` serves requests with all of GeneRec's parts. ``generate`` returns the sampled
 codes and images (a :class:`Generation`); ``score_catalog`` ranks the catalog by similarity to them in
 the tokenizer's codebook space, so RecBole's ranking metrics apply unchanged (``full_sort_predict`` is
 the two together). ``GenRecTrainer`` generates once per user and evaluation and scores the same images
