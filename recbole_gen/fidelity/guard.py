@@ -1,17 +1,17 @@
 """The fidelity guard: runs the configured checks on generated images and picks what may be shown.
 
-:class:`FidelityGuard` embeds the images once, runs every check (:mod:`recbole_gen.fidelity.checks`) and
-returns a :class:`GuardResult`; :meth:`FidelityGuard.select` keeps, of each row's candidates, the preferred one
-that passes every check, or -1 when none does (the caller then shows the catalog item instead).
-:func:`build_guard` builds the guard from config (``fidelity_*`` keys); :func:`pass_rates` is what an
-evaluation log prints.
+:class:`FidelityGuard` embeds the images once (when a check uses embeddings), runs every check
+(:mod:`recbole_gen.fidelity.checks`) and returns a :class:`GuardResult`; :meth:`FidelityGuard.select` keeps, of
+each row's candidates, the preferred one that passes every check, or -1 when none does (the caller then shows
+the catalog item instead). :func:`build_guard` builds the guard from config (``fidelity_*`` keys);
+:func:`pass_rates` is what an evaluation log prints.
 """
 
 from dataclasses import dataclass
 
 import torch
 
-from recbole_gen.fidelity.checks import NearCopyCheck, RealismCheck, SafetyCheck
+from recbole_gen.fidelity.checks import NearCopyCheck, NeighbourCheck, RealismCheck, SafetyCheck
 
 
 @dataclass
@@ -89,27 +89,32 @@ def pass_rates(result):
     return rates
 
 
-def build_guard(config, catalog_images, reconstructions, catalog_embeddings, has_content, embed):
+def build_guard(config, catalog_images, reconstructions, catalog_embeddings, has_content, embed, reconstruct=None):
     """The guard of the checks listed in ``config["fidelity_checks"]``, each set by its ``fidelity_*`` keys.
 
     Args:
         config: a mapping (a RecBole Config or a dict) with the keys of the checks listed:
-            ``near_copy``: ``fidelity_copy_hash_distance``, ``fidelity_copy_similarity`` (None: calibrate on
-            ``reconstructions``), ``fidelity_copy_quantile``;
-            ``realism``: ``fidelity_realism_neighbours``, ``fidelity_realism_min`` (None: calibrate),
+            ``near_copy``: ``fidelity_copy_hash_distance`` and ``fidelity_copy_similarity`` (each None: calibrate
+            on ``reconstructions``), ``fidelity_copy_quantile``;
+            ``realism``: ``fidelity_realism_min_psnr`` (None: calibrate on the catalog images),
             ``fidelity_realism_quantile``;
+            ``neighbours``: ``fidelity_neighbours``, ``fidelity_neighbours_min`` (None: calibrate),
+            ``fidelity_neighbours_quantile``;
             ``safety``: ``fidelity_safety_model``, ``fidelity_safety_labels``, ``fidelity_safety_max_score``.
         catalog_images: ``(n_items, 3, S, S)`` uint8, row = item id.
         reconstructions: ``(n_items, 3, S, S)`` uint8, each catalog item's reconstruction (the image tokenizer
-            decoding its codes); only read to calibrate ``fidelity_copy_similarity``, may be None otherwise.
+            decoding its codes); only read to calibrate the near-copy thresholds, may be None otherwise.
         catalog_embeddings: ``(n_items, d)`` unit embeddings, row = item id.
         has_content: ``(n_items,)`` bool, the items with an image.
         embed: the embedder ``images -> (N, d)`` of ``catalog_embeddings``' space.
+        reconstruct: uint8 images ``(N, 3, S, S)`` -> their uint8 reconstructions (the image tokenizer's encode
+            then decode); needed when ``realism`` is listed.
     """
     builders = {
         "near_copy": lambda: _near_copy_check(config, catalog_images, reconstructions, catalog_embeddings, has_content, embed),
-        "realism": lambda: RealismCheck(catalog_embeddings, has_content, config["fidelity_realism_neighbours"],
-                                        config["fidelity_realism_min"], config["fidelity_realism_quantile"], embed),
+        "realism": lambda: _realism_check(config, reconstruct, catalog_images, has_content),
+        "neighbours": lambda: NeighbourCheck(catalog_embeddings, has_content, config["fidelity_neighbours"],
+                                             config["fidelity_neighbours_min"], config["fidelity_neighbours_quantile"], embed),
         "safety": lambda: _safety_check(config),
     }
     names = config["fidelity_checks"]
@@ -123,13 +128,22 @@ def build_guard(config, catalog_images, reconstructions, catalog_embeddings, has
 
 def _near_copy_check(config, catalog_images, reconstructions, catalog_embeddings, has_content, embed):
     max_hash_distance, min_similarity = config["fidelity_copy_hash_distance"], config["fidelity_copy_similarity"]
-    if min_similarity is not None:
+    if max_hash_distance is not None and min_similarity is not None:
         return NearCopyCheck(catalog_images, catalog_embeddings, has_content, embed, max_hash_distance, min_similarity)
     if reconstructions is None:
-        raise ValueError("fidelity_copy_similarity is None, which calibrates it on the catalog items' reconstructions, "
-                         "but none were given: pass reconstructions or set fidelity_copy_similarity to a cosine")
+        raise ValueError("fidelity_copy_hash_distance or fidelity_copy_similarity is None, which calibrates it on the "
+                         "catalog items' reconstructions, but none were given: pass reconstructions or set both "
+                         "(an int of phash bits, a cosine)")
     return NearCopyCheck.calibrated(catalog_images, reconstructions, catalog_embeddings, has_content, embed,
-                                    max_hash_distance, config["fidelity_copy_quantile"])
+                                    max_hash_distance, min_similarity, config["fidelity_copy_quantile"])
+
+
+def _realism_check(config, reconstruct, catalog_images, has_content):
+    if reconstruct is None:
+        raise ValueError("fidelity_checks lists 'realism' but build_guard got no reconstruct: pass reconstruct=..., "
+                         "images -> their reconstructions (the image tokenizer's encode then decode)")
+    return RealismCheck(reconstruct, catalog_images, has_content, config["fidelity_realism_min_psnr"],
+                        config["fidelity_realism_quantile"])
 
 
 def _safety_check(config):

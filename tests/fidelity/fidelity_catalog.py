@@ -1,4 +1,4 @@
-"""The fidelity tests' tiny synthetic catalog (textures in a few styles) and pixel embedder.
+"""The fidelity tests' tiny synthetic catalog (textures in a few styles), pixel embedders and a blurring reconstruction.
 
 Not a conftest.py: a second conftest module would shadow the top-level one that other tests import by name.
 """
@@ -18,6 +18,27 @@ def pool_embed(images):
     encoder (centring keeps every image from sharing one bright direction)."""
     pooled = F.avg_pool2d(images.float(), 4).flatten(1)
     return F.normalize(pooled - pooled.mean(dim=1, keepdim=True), dim=1)
+
+
+def collapsing_embedder(catalog, item):
+    """``pool_embed``, except that a rough image (mean difference between adjacent pixels above 40 levels: uniform
+    noise, none of the smooth catalog textures) embeds exactly as catalog item ``item``, as off-distribution images
+    collapse onto a few catalog items in a small fitted embedding space."""
+
+    def embed(images):
+        pixels = images.float()
+        rough = (pixels[..., 1:] - pixels[..., :-1]).abs().mean(dim=(1, 2, 3)) > 40
+        return torch.where(rough[:, None], catalog.embeddings[item], pool_embed(images))
+
+    return embed
+
+
+def blur_reconstruct(images):
+    """uint8 images 4x4-average-pooled and bilinearly upsampled back: a stand-in for the image tokenizer's encode
+    then decode, which keeps the smooth catalog textures (the pooling grid matches their 8x8 cells) and loses
+    noise."""
+    pooled = F.avg_pool2d(images.float(), 4)
+    return F.interpolate(pooled, size=images.shape[-2:], mode="bilinear", align_corners=False).round().to(torch.uint8)
 
 
 def textures(generator, n, scale):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from fidelity_catalog import SIZE, make_catalog, pool_embed
+from fidelity_catalog import SIZE, blur_reconstruct, collapsing_embedder, make_catalog, pool_embed
 from recbole_gen.fidelity.checks import Verdict
 from recbole_gen.fidelity.guard import FidelityGuard, build_guard, pass_rates
 
@@ -75,42 +75,61 @@ def test_guard_without_embedding_checks_does_not_embed():
 
 
 CONFIG = {
-    "fidelity_checks": ["near_copy", "realism"],
-    "fidelity_copy_hash_distance": 4,
+    "fidelity_checks": ["near_copy", "realism", "neighbours"],
+    "fidelity_copy_hash_distance": None,
     "fidelity_copy_similarity": None,
-    "fidelity_copy_quantile": 0.05,
-    "fidelity_realism_neighbours": 5,
-    "fidelity_realism_min": None,
+    "fidelity_copy_quantile": 0.025,
+    "fidelity_realism_min_psnr": None,
     "fidelity_realism_quantile": 0.01,
+    "fidelity_neighbours": 5,
+    "fidelity_neighbours_min": None,
+    "fidelity_neighbours_quantile": 0.01,
     "fidelity_safety_model": None,
     "fidelity_safety_labels": ["nsfw"],
     "fidelity_safety_max_score": 0.5,
 }
 
 
-def guard_from(config, catalog, reconstructions=None):
-    return build_guard(config, catalog.images, reconstructions, catalog.embeddings, catalog.has_content, pool_embed)
+def guard_from(config, catalog, reconstructions=None, embed=pool_embed, reconstruct=None):
+    return build_guard(config, catalog.images, reconstructions, catalog.embeddings, catalog.has_content, embed,
+                       reconstruct=reconstruct)
 
 
 def test_built_guard_shows_new_items_and_neither_copies_nor_noise():
     catalog = make_catalog()
-    reconstructions = catalog.images.roll(1, dims=3)  # a decoding one pixel off
-    guard = guard_from(CONFIG, catalog, reconstructions)
+    # noise embeds onto item 3, as off-distribution images do in a small fitted space: only realism stops it
+    guard = guard_from(CONFIG, catalog, blur_reconstruct(catalog.images), collapsing_embedder(catalog, 3),
+                       blur_reconstruct)
     noise = torch.randint(0, 256, (2, 3, SIZE, SIZE), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
-    candidates = torch.stack([catalog.images[17], noise[0], catalog.new_item(style=2, seed=1),
+    candidates = torch.stack([catalog.images[17], noise[0], catalog.new_item(style=0, seed=1),
                               catalog.images[3], noise[0], noise[1]])
     selection = guard.select(candidates, torch.tensor([0.9, 0.8, 0.1, 0.9, 0.8, 0.7]), group_size=3)
     assert selection.index.tolist() == [2, -1]
     verdicts = selection.result.verdicts
     assert [verdict.passed for verdict in verdicts["near_copy"]] == [False, True, True, False, True, True]
     assert [verdict.passed for verdict in verdicts["realism"]] == [True, False, True, True, False, False]
+    assert [verdict.passed for verdict in verdicts["neighbours"]] == [True] * 6
+
+
+def test_built_guard_uses_given_thresholds_and_embeds_only_when_a_check_needs_it():
+    catalog = make_catalog()
+    config = {**CONFIG, "fidelity_checks": ["near_copy", "realism"], "fidelity_copy_hash_distance": 4,
+              "fidelity_copy_similarity": 0.9, "fidelity_realism_min_psnr": 20.0}
+    near_copy, realism = guard_from(config, catalog, reconstruct=blur_reconstruct).checks  # no reconstructions read
+    assert (near_copy.max_hash_distance, near_copy.min_similarity, realism.min_psnr) == (4, 0.9, 20.0)
+    realism_only = guard_from({**config, "fidelity_checks": ["realism"]}, catalog, embed=None,
+                              reconstruct=blur_reconstruct)
+    assert realism_only(catalog.images[1:3]).passed.tolist() == [True, True]
 
 
 @pytest.mark.parametrize("checks, message", [
-    (["near_copy", "nsfw"], r"fidelity_checks: unknown check\(s\) \['nsfw'\]; accepted: near_copy, realism, safety"),
+    (["near_copy", "nsfw"],
+     r"fidelity_checks: unknown check\(s\) \['nsfw'\]; accepted: near_copy, realism, neighbours, safety"),
     ("near_copy", "fidelity_checks must be a list of check names"),
     (["safety"], "fidelity_checks lists 'safety' but fidelity_safety_model is None"),
-    (["near_copy"], "fidelity_copy_similarity is None, which calibrates it .* but none were given"),
+    (["realism"], "fidelity_checks lists 'realism' but build_guard got no reconstruct"),
+    (["near_copy"], "fidelity_copy_hash_distance or fidelity_copy_similarity is None, which calibrates it .* "
+                    "but none were given"),
 ])
 def test_build_guard_refuses_bad_settings(checks, message):
     with pytest.raises(ValueError, match=message):
