@@ -35,6 +35,7 @@ setup(
         "tensorboard",  # galleries and curves (RecBole logs to it too)
         "open_clip_torch",
         "imagehash",  # perceptual hashes for the near-copy fidelity check (recbole_gen.fidelity)
+        "torchmetrics",  # PSNR for the realism fidelity check
         "pyyaml",
         "pillow",
         "tqdm",

@@ -171,13 +171,14 @@ class GenRecPipeline:
 
 
 def request_guard(config, model, dataset, reward_model):
-    """The :class:`~recbole_gen.fidelity.guard.FidelityGuard` of ``fidelity_checks`` for ``model``'s catalog, in
-    the reward space (None when no check is listed). Generated images are compared with the catalog's images at
-    the tokenizer's size (its decoded codes where the images are not on this machine); the copy threshold is
-    calibrated on the catalog's reconstructions (its codes decoded)."""
+    """The :class:`~recbole_gen.fidelity.guard.FidelityGuard` of ``fidelity_checks`` for ``model``'s catalog (None
+    when no check is listed). Generated images are compared with the catalog's images at the tokenizer's size
+    (its decoded codes where the images are not on this machine); embeddings are the reward encoder's; realism
+    is the PSNR of an image against its reconstruction by the model's image tokenizer (fitted on the catalog)."""
     if not config["fidelity_checks"]:
         return None
-    reconstructions = model.tokenizer.decode(model.item_codes)
+    tokenizer = model.tokenizer
+    reconstructions = tokenizer.decode(model.item_codes)
     if config["image_dir"] is None or os.path.isdir(config["image_dir"]):
         size = reconstructions.shape[-1]
         images = item_content(config, dataset).images
@@ -185,4 +186,5 @@ def request_guard(config, model, dataset, reward_model):
     else:
         catalog_images = reconstructions
     has_content = reward_model.has_content & model.has_image.cpu()
-    return build_guard(config, catalog_images, reconstructions, reward_model.catalog, has_content, reward_model.embed)
+    return build_guard(config, catalog_images, reconstructions, reward_model.catalog, has_content, reward_model.embed,
+                       reconstruct=lambda images: tokenizer.decode(tokenizer.encode(images)))

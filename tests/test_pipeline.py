@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from recbole_gen.fidelity.checks import RealismCheck
+from recbole_gen.fidelity.checks import NeighbourCheck
 from recbole_gen.fidelity.guard import FidelityGuard
 from recbole_gen.pipeline import GenRecPipeline
 
@@ -41,11 +41,11 @@ def test_editing_at_strength_zero_returns_the_item_and_the_guard_falls_back_when
     assert edited.actions == ["edit"] * 6 and (edited.source_items == 5).all()
     assert (edited.candidates.codes == model.item_codes[5]).all()
     catalog = torch.nn.functional.normalize(torch.randn(model.n_items, 4), dim=-1)
-    never = FidelityGuard([RealismCheck(catalog, model.has_image.cpu(), neighbours=3, min_score=2.0)],
+    never = FidelityGuard([NeighbourCheck(catalog, model.has_image.cpu(), neighbours=3, min_score=2.0)],
                           embed=lambda images: torch.nn.functional.normalize(images.float().flatten(1)[:, :4] + 1, dim=-1))
     guarded = pipeline(config, model, guard=never, instructor_show_threshold=2.0, instructor_edit_threshold=2.0)(interaction, num_candidates=2)
     assert guarded.fallback.all() and guarded.actions == ["show"] * 6 and (guarded.shown_items > 0).all()
-    assert len(guarded.verdicts["realism"]) == 12 and not any(v.passed for v in guarded.verdicts["realism"])
+    assert len(guarded.verdicts["neighbours"]) == 12 and not any(v.passed for v in guarded.verdicts["neighbours"])
 
 
 def test_feedback_changes_what_is_created(trained):
