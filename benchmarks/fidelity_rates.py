@@ -70,7 +70,7 @@ def main():
             print(planted_rows[-1], flush=True)
 
     header = "| {} | {} | images | near_copy passed | realism passed | all passed |\n|---|---|---|---|---|---|"
-    text = (f"{args.split} split; `python benchmarks/fidelity_rates.py {' '.join(args.checkpoints)} --split {args.split}`\n\n"
+    text = (f"{args.split} split; `python benchmarks/fidelity_rates.py --checkpoints {' '.join(args.checkpoints)} --split {args.split}`\n\n"
             "Generated images (eval_samples per user, the split's sampling stream):\n\n" + header.format("checkpoint", "generator") + "\n"
             + "\n".join(rows) + "\n\nPlanted images (a near-copy check should fail the first two, pass the noise; realism the reverse):\n\n"
             + header.format("tokenizer of", "planted") + "\n" + "\n".join(planted_rows) + "\n")

@@ -34,17 +34,22 @@ from recbole_gen.quick_start import load_data_and_model
 from recbole_gen.rl.reward import RewardModel
 
 
-def test_rows(dataset, test_dataset, user_field, user_tokens):
-    """Row of each user in the test split, with a clear error for unknown users or users without one."""
-    known = dataset.field2token_id[user_field]
-    unknown = [token for token in user_tokens if token not in known]
+def token_ids(dataset, field, tokens, flag, kind, source):
+    """Internal ids of ``field``'s ``tokens``, with a clear error naming ``flag`` for unknown ones."""
+    known = dataset.field2token_id[field]
+    unknown = [token for token in tokens if token not in known]
     if unknown:
         examples = ", ".join(list(known)[1:6])
-        raise SystemExit(f"--users: unknown user token(s) {', '.join(unknown)} (tokens as in the .inter file, e.g. {examples})")
+        raise SystemExit(f"{flag}: unknown {kind} token(s) {', '.join(unknown)} (tokens as in the {source} file, e.g. {examples})")
+    return [known[token] for token in tokens]
+
+
+def test_rows(dataset, test_dataset, user_field, user_tokens):
+    """Row of each user in the test split, with a clear error for unknown users or users without one."""
+    user_ids = token_ids(dataset, user_field, user_tokens, "--users", "user", ".inter")
     test_users = test_dataset.inter_feat[user_field].tolist()
     rows = []
-    for token in user_tokens:
-        user_id = known[token]
+    for token, user_id in zip(user_tokens, user_ids):
         if user_id not in test_users:
             raise SystemExit(f"--users: user {token} has no test interaction (too short a history to be split)")
         rows.append(test_users.index(user_id))
@@ -60,16 +65,6 @@ def catalog_images(config, dataset, model):
         return (lambda ids: content.images[ids]), content.texts
     texts = [f"{text} (decoded)" if text else text for text in item_texts(config, dataset)]
     return (lambda ids: model.tokenizer.decode(model.item_codes[ids.to(model.item_codes.device)])), texts
-
-
-def item_ids(dataset, item_field, tokens, flag):
-    """Internal ids of item ``tokens``, with a clear error naming ``flag`` for unknown ones."""
-    known = dataset.field2token_id[item_field]
-    unknown = [token for token in tokens if token not in known]
-    if unknown:
-        examples = ", ".join(list(known)[1:6])
-        raise SystemExit(f"{flag}: unknown item token(s) {', '.join(unknown)} (tokens as in the .item file, e.g. {examples})")
-    return [known[token] for token in tokens]
 
 
 def _verdicts(output, row, k, sample):
@@ -89,10 +84,17 @@ def generate(checkpoint, users, samples=4, out="generated", seed=2020, guidance_
     generation_config = model.generation_config
     overrides = {"guidance_scale": guidance_scale, "temperature": temperature, "top_k": top_k}
     generation_config.update(**{key: value for key, value in overrides.items() if value is not None})
-    liked, disliked = item_ids(dataset, item_field, like, "--like"), item_ids(dataset, item_field, dislike, "--dislike")
+    liked = token_ids(dataset, item_field, like, "--like", "item", ".item")
+    disliked = token_ids(dataset, item_field, dislike, "--dislike", "item", ".item")
     edit_items = None
     if edit is not None:
-        edit_items = torch.tensor(item_ids(dataset, item_field, [edit], "--edit") * len(users))
+        edit_items = torch.tensor(token_ids(dataset, item_field, [edit], "--edit", "item", ".item") * len(users))
+    skipped = None
+    if checks and config["image_dir"] is not None and not os.path.isdir(config["image_dir"]):
+        # The checks embed the catalog in the reward encoder's space, which needs the catalog's images.
+        skipped = f"the catalog images (image_dir {config['image_dir']}) are not on this machine"
+        print(f"Fidelity checks skipped: {skipped}; the manifest records it (--no_checks silences this)")
+        checks = False
     reward_model = RewardModel.from_config(config, dataset) if checks else None
     guard = request_guard(config, model, dataset, reward_model) if checks else None
     pipeline = GenRecPipeline(model, config, item_texts(config, dataset), reward_model, guard)
@@ -137,7 +139,7 @@ def generate(checkpoint, users, samples=4, out="generated", seed=2020, guidance_
     gallery = gallery_image(model, interaction, output.candidates.images, images, texts, users, config["gallery_history"])
     gallery.save(os.path.join(out, "gallery.png"))
     with atomic_file(os.path.join(out, "manifest.json")) as path, open(path, "w") as f:
-        json.dump({"checkpoint": checkpoint, "seed": seed, "request": request, "fidelity_checks": [check.name for check in guard.checks] if guard else [],
+        json.dump({"checkpoint": checkpoint, "seed": seed, "request": request, "fidelity_checks": [check.name for check in guard.checks] if guard else [], "checks_skipped": skipped,
                    "generation_config": generation_config.to_dict(), "users": manifest}, f, indent=2)
     return manifest
 

@@ -136,7 +136,10 @@ class GenRecPipeline:
         k = num_candidates
         uniforms = model.uniforms(interaction, k, seed)
         codes = torch.zeros(batch * k, model.tokenizer.n_tokens, dtype=torch.long, device=device)
-        repeat = lambda tensor: None if tensor is None else tensor.repeat_interleave(k, dim=0)  # noqa: E731
+
+        def repeat(tensor):
+            return None if tensor is None else tensor.repeat_interleave(k, dim=0)
+
         for editing in (False, True):
             rows = torch.tensor([(action == "edit") == editing for action in actions], device=device)
             if not rows.any():

@@ -152,5 +152,6 @@ def test_a_genrec_checkpoint_needs_no_cache_and_no_images(genrec_config, tiny_da
     out = tiny_dataset / "generated"
     generate_main(["--checkpoint", path, "--users", "u3,u7", "--samples", "2", "--out", str(out)])
     assert (out / "gallery.png").is_file() and (out / "user_u7" / "sample_2.png").is_file()
+    assert "are not on this machine" in json.loads((out / "manifest.json").read_text())["checks_skipped"]
     assert not (tiny_dataset / "tokenizer_cache").exists()
     assert load_checkpoint(path)["config"]["final"]["image_dir"] == str(images)  # the run's setting, kept as it was
