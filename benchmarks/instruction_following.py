@@ -18,6 +18,7 @@ import statistics
 
 import torch
 import torch.nn.functional as F
+from transformers import GenerationConfig
 
 from eval_seeds import load_genrec  # this folder's seed-spread script
 from recbole_gen.evaluator.encoder import catalog_encoder
@@ -51,12 +52,17 @@ def genre_labels(content, genres, field):
 
 
 @torch.no_grad()
-def generate_all(model, data, text, seed):
+def generate_all(model, data, text, seed, guidance=1.0):
+    """One image per row of ``data`` asked ``text`` (None: no instruction); ``guidance`` != 1 steers from the same
+    request without the instruction toward it (classifier-free guidance on the instruction)."""
+    config = GenerationConfig(**{**model.generation_config.to_dict(), "guidance_scale": guidance})
     images = []
     for interaction, _, _, _ in data:
         interaction = interaction.to(model.device)
         instruction = model.instructor.embed([text] * len(interaction)) if text else None
-        codes = model.sample(model.condition_tokens(interaction, instruction=instruction), model.uniforms(interaction, 1, seed))
+        negative = model.condition_tokens(interaction) if text and guidance != 1 else None
+        codes = model.sample(model.condition_tokens(interaction, instruction=instruction), model.uniforms(interaction, 1, seed),
+                             config if negative is not None else None, negative=negative)
         images.append(model.tokenizer.decode(codes))
     return torch.cat(images)
 
@@ -79,6 +85,8 @@ def main():
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--split", choices=["valid", "test"], default="test")
     parser.add_argument("--semantic_fields", nargs="+", default=["class", "release_year"])
+    parser.add_argument("--guidance", type=float, default=1.0,
+                        help="classifier-free guidance from the uninstructed request toward the instructed one (1 = none)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
 
@@ -113,7 +121,7 @@ def main():
     (plain_ts, _), (plain_pl, _) = personalisation(plain)
     for index, genre in enumerate(args.genres):
         text = f"a {genre.lower()}"
-        asked = [generate_all(model, data, text, seed) for seed in seeds]
+        asked = [generate_all(model, data, text, seed, args.guidance) for seed in seeds]
         follow = [(classify(judge.encode_images(images))[:, index] > 0.5).float().mean().item() for images in asked]
         control = [(classify(embedded)[:, index] > 0.5).float().mean().item() for embedded in plain_semantic]
         base = (classify(semantic[targets[content.has_image[targets]]])[:, index] > 0.5).float().mean().item()
@@ -123,7 +131,7 @@ def main():
         print(rows[-1], flush=True)
 
     command = (f"python benchmarks/instruction_following.py --checkpoint {args.checkpoint} --genres {' '.join(args.genres)} "
-               f"--seeds {args.seeds} --split {args.split}")
+               f"--seeds {args.seeds} --split {args.split}" + (f" --guidance {args.guidance:g}" if args.guidance != 1 else ""))
     text = (f"{args.split} split, {len(targets)} users, {args.seeds} sampling seeds, one image per user and seed. Judge: one-vs-rest "
             f"logistic regressions on the semantic space's catalog embeddings (catalog label accuracy {catalog_precision:.3f}).\n\n`{command}`\n\n"
             "| instruction | assigned to the genre, instructed | same users, no instruction | the users' next items | "
