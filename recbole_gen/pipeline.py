@@ -7,7 +7,8 @@ disliked items, an item to edit) :class:`GenRecPipeline`:
 1. asks the **instructor** (:mod:`recbole_gen.model.instructor`) what to do: show the user encoder's top
    catalog item, edit it, or create a new one (or does what the request says: ``edit_items``);
 2. builds the condition: the user moved toward liked items, the instruction's tokens; and the negative
-   condition from disliked items, which guidance steers away from;
+   condition guidance steers away from: the same request without its instruction
+   (``instruction_guidance_scale``) and the user moved toward the disliked items (``feedback_guidance_scale``);
 3. samples ``num_candidates`` images per request with the **editor** (``strength`` < 1 from the item's
    codes) or the **creator** (from noise), with the model's generator (autoregressive or diffusion);
 4. runs the **fidelity checks** (:mod:`recbole_gen.fidelity`) and shows, per request, the candidate that
@@ -124,14 +125,19 @@ class GenRecPipeline:
         if like is not None:
             user = feedback_user(user, item_embeddings, _pad(like).to(device), config["feedback_weight"])
         condition = model.condition_tokens(interaction, user, instruction)
-        negative = None
+        negative, scale = None, None
+        if instruction is not None:
+            # guidance toward the instruction: away from the same request without it
+            negative, scale = model.condition_tokens(interaction, user), config["instruction_guidance_scale"]
         if dislike is not None and any(dislike):
             disliked = _pad(dislike).to(device)
-            negative = model.condition_tokens(interaction, feedback_user(user, item_embeddings, disliked, config["feedback_weight"]), instruction)
-            # rows without dislikes steer away from the null condition, as plain guidance does
-            null = model.condition.null_condition(batch)
-            negative = torch.where((disliked > 0).any(dim=1).view(-1, 1, 1), negative, null)
-            generation_config = type(generation_config).from_dict({**generation_config.to_dict(), "guidance_scale": config["feedback_guidance_scale"]})
+            away = model.condition_tokens(interaction, feedback_user(user, item_embeddings, disliked, config["feedback_weight"]))
+            # rows without dislikes keep the negative they had: the uninstructed request, or the null condition
+            kept = model.condition.null_condition(batch) if negative is None else negative
+            negative = torch.where((disliked > 0).any(dim=1).view(-1, 1, 1), away, kept)
+            scale = config["feedback_guidance_scale"] if scale is None else max(scale, config["feedback_guidance_scale"])
+        if scale is not None:
+            generation_config = type(generation_config).from_dict({**generation_config.to_dict(), "guidance_scale": scale})
 
         k = num_candidates
         uniforms = model.uniforms(interaction, k, seed)

@@ -62,3 +62,19 @@ def test_an_instruction_for_a_model_without_an_instructor_is_refused(trained):
     config, model, interaction = trained
     with pytest.raises(ValueError, match="n_instruction_tokens"):
         pipeline(config, model)(interaction, instructions=["a comedy"] * 6)
+
+
+def test_an_instruction_is_followed_with_guidance_from_the_uninstructed_request(genrec_config):
+    from model.test_instructor import instructor_config
+
+    config, model, train_data, test_data = build(instructor_config(genrec_config))
+    train_steps(model, train_data, 5)
+    model.eval()
+    interaction = first_batch(test_data)[torch.arange(4)]
+    texts = ["a horror"] * 4
+    serve = dict(instructor_show_threshold=2.0, instructor_edit_threshold=2.0, instructor_match_threshold=-2.0)
+    unguided = pipeline(config, model, instruction_guidance_scale=1.0, **serve)(interaction, instructions=texts, num_candidates=2, seed=3)
+    instructed = model.condition_tokens(interaction, instruction=model.instructor.embed(texts)).repeat_interleave(2, dim=0)
+    assert torch.equal(unguided.candidates.codes, model.sample(instructed, model.uniforms(interaction, 2, 3)))
+    guided = pipeline(config, model, instruction_guidance_scale=20.0, **serve)(interaction, instructions=texts, num_candidates=2, seed=3)
+    assert not torch.equal(guided.candidates.codes, unguided.candidates.codes)
