@@ -12,11 +12,10 @@ the source item's own image (what editing buys the user), mean (sd) over samplin
 """
 
 import argparse
-import statistics
 
 import torch
 
-from eval_seeds import load_genrec  # this folder's seed-spread script
+from eval_seeds import load_genrec, mean_sd, write_report  # this folder's seed-spread script
 from recbole_gen.evaluator.encoder import catalog_encoder
 from recbole_gen.model.sampling import split_seed
 from recbole_gen.quick_start import load_data_and_model
@@ -53,9 +52,6 @@ def edit_all(model, data, sources, strength, seed):
         images.append(model.tokenizer.decode(codes))
     return torch.cat(images)
 
-
-def mean_sd(values):
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def main():
@@ -104,16 +100,13 @@ def main():
          f"--seeds {args.seeds}", f"--split {args.split}"])
     text = (f"{args.split} split, {args.seeds} sampling seeds, one edit per user; strengths {', '.join(f'{s:g}' for s in args.strengths)} "
             f"(0 = the item's codes, 1 = created anew).\n\n`{command}`\n" + "\n".join(lines) + "\n")
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
     if args.plot:
         from plots import line_panel, sheet
 
         panels = [line_panel(by_editor, f"{space}: TargetSim gain (up) vs cosine to source (right)", "cosine to the source item")
                   for space, by_editor in series.items()]
         sheet(panels).save(args.plot)
-    print(text)
+    write_report(text, args.out)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,14 @@ def mean_sd(values):
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def write_report(text, out):
+    """Print a benchmark script's markdown ``text`` and write it to ``out`` (a path, or None for print only)."""
+    if out:
+        with open(out, "w") as f:
+            f.write(text)
+    print(text)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="a GenRec checkpoint written by run_recbole_gen")

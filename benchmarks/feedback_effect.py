@@ -10,11 +10,10 @@ Liking should raise it, disliking lower it.
 """
 
 import argparse
-import statistics
 
 import torch
 
-from eval_seeds import load_genrec  # this folder's seed-spread script
+from eval_seeds import load_genrec, mean_sd, write_report  # this folder's seed-spread script
 from recbole_gen.data.item_content import item_texts
 from recbole_gen.evaluator.encoder import catalog_encoder
 from recbole_gen.model.sampling import split_seed
@@ -22,9 +21,6 @@ from recbole_gen.pipeline import GenRecPipeline
 
 CREATE_ONLY = {"instructor_show_threshold": 2.0, "instructor_edit_threshold": 2.0}
 
-
-def mean_sd(values):
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def main():
@@ -61,10 +57,7 @@ def main():
     text = (f"{args.split} split, {args.seeds} sampling seeds, one created image per user and request; feedback_weight "
             f"{config['feedback_weight']}, feedback_guidance_scale {config['feedback_guidance_scale']}.\n\n`{command}`\n\n"
             "| request | cosine of the created image to the item (identity space) |\n|---|---|\n" + "\n".join(rows) + "\n")
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
-    print(text)
+    write_report(text, args.out)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,9 @@ import argparse
 
 import torch
 
-from eval_seeds import load_genrec  # this folder's seed-spread script
+from eval_seeds import load_genrec, write_report  # this folder's seed-spread script
 from recbole_gen.data.item_content import item_content
-from recbole_gen.fidelity.guard import pass_rates
+from recbole_gen.fidelity.guard import GuardResult, pass_rates
 from recbole_gen.model.sampling import split_seed
 from recbole_gen.pipeline import request_guard
 
@@ -27,10 +27,7 @@ CHECKS = ("near_copy", "realism", "all")
 
 def judge(guard, batches):
     """Pass rates of ``guard`` over the images of ``batches`` (an iterable of uint8 tensors)."""
-    results = [guard(images) for images in batches]
-    passed = torch.cat([result.passed for result in results])
-    verdicts = {name: [v for result in results for v in result.verdicts[name]] for name in results[0].verdicts}
-    return pass_rates(type(results[0])(passed=passed, verdicts=verdicts))
+    return pass_rates(GuardResult.concatenate([guard(images) for images in batches]))
 
 
 def main():
@@ -74,10 +71,7 @@ def main():
             "Generated images (eval_samples per user, the split's sampling stream):\n\n" + header.format("checkpoint", "generator") + "\n"
             + "\n".join(rows) + "\n\nPlanted images (a near-copy check should fail the first two, pass the noise; realism the reverse):\n\n"
             + header.format("tokenizer of", "planted") + "\n" + "\n".join(planted_rows) + "\n")
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
-    print(text)
+    write_report(text, args.out)
 
 
 if __name__ == "__main__":

@@ -20,16 +20,9 @@ from recbole_gen.generate import catalog_images, test_rows
 from recbole_gen.quick_start import load_data_and_model
 
 
-def top_items(model, interaction):
-    scores = model.user_encoder.full_sort_predict(interaction).float()
-    scores[:, ~model.has_image] = -torch.inf
-    scores[:, 0] = -torch.inf
-    return scores.argmax(dim=1)
-
-
 @torch.no_grad()
 def editor_rows(model, interaction, users, item_images, texts, strengths, seed):
-    sources = top_items(model, interaction)
+    sources = model.user_encoder_scores(interaction).argmax(dim=1)
     condition, uniforms = model.condition_tokens(interaction), model.uniforms(interaction, 1, seed)
     columns = [model.tokenizer.decode(model.sample(condition, uniforms, start_codes=model.item_codes[sources], strength=s)) for s in strengths]
     source_images = item_images(sources.cpu())

@@ -14,13 +14,12 @@ identity space say what following the instruction costs the personalisation.
 """
 
 import argparse
-import statistics
 
 import torch
 import torch.nn.functional as F
 from transformers import GenerationConfig
 
-from eval_seeds import load_genrec  # this folder's seed-spread script
+from eval_seeds import load_genrec, mean_sd, write_report  # this folder's seed-spread script
 from recbole_gen.evaluator.encoder import catalog_encoder
 from recbole_gen.model.sampling import split_seed
 from run_benchmark import parse_spaces
@@ -72,9 +71,6 @@ def personal_lift(shown, target_embeddings, generator):
     others = torch.randint(0, len(shown), (len(shown), PERSONAL_LIFT_OTHERS), generator=generator)
     return (own - (shown.unsqueeze(1) * target_embeddings[others]).sum(dim=2).mean(dim=1)).mean().item()
 
-
-def mean_sd(values):
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def main():
@@ -137,10 +133,7 @@ def main():
             "| instruction | assigned to the genre, instructed | same users, no instruction | the users' next items | "
             "TargetSim (identity) | PersonalLift (identity) |\n|---|---|---|---|---|---|\n" + "\n".join(rows)
             + f"\n| (no instruction) | - | - | - | {plain_ts:.4f} | {plain_pl:.4f} |\n")
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
-    print(text)
+    write_report(text, args.out)
 
 
 if __name__ == "__main__":

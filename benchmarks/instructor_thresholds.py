@@ -12,7 +12,7 @@ import argparse
 
 import torch
 
-from eval_seeds import load_genrec  # this folder's seed-spread script
+from eval_seeds import load_genrec, write_report  # this folder's seed-spread script
 from recbole_gen.evaluator.encoder import catalog_encoder
 from recbole_gen.model.sampling import split_seed
 
@@ -30,10 +30,7 @@ def main():
     probability, show, edit, create = [], [], [], []
     for interaction, _, _, _ in valid_data:
         interaction = interaction.to(model.device)
-        scores = model.user_encoder.full_sort_predict(interaction).float()
-        scores[:, ~model.has_image] = -torch.inf
-        scores[:, 0] = -torch.inf
-        top_probability, top = scores.softmax(dim=1).max(dim=1)
+        top_probability, top = model.user_encoder_scores(interaction).softmax(dim=1).max(dim=1)
         target = embeddings[interaction[model.ITEM_ID].cpu()]
         condition = model.condition_tokens(interaction)
         edits, creations = [], []
@@ -65,10 +62,7 @@ def main():
             "|---|---|---|---|---|---|\n" + "\n".join(rows)
             + f"\n\nThe configured thresholds (show >= {config['instructor_show_threshold']}, edit >= "
             f"{config['instructor_edit_threshold']}) send these shares of the users to each action: {split}.\n")
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
-    print(text)
+    write_report(text, args.out)
 
 
 if __name__ == "__main__":

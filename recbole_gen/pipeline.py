@@ -107,11 +107,7 @@ class GenRecPipeline:
         generation_config = generation_config or model.generation_config
         instruction = self._instructions(instructions, batch, device)
 
-        scores = model.user_encoder.full_sort_predict(interaction).float()
-        scores[:, ~model.has_image] = -torch.inf
-        scores[:, 0] = -torch.inf
-        probabilities = scores.softmax(dim=1)
-        top_probability, top_item = probabilities.max(dim=1)
+        top_probability, top_item = model.user_encoder_scores(interaction).softmax(dim=1).max(dim=1)
         actions = decide(top_probability.cpu(), self._instruction_match(instruction, top_item), config["instructor_show_threshold"],
                          config["instructor_edit_threshold"], config["instructor_match_threshold"])
         source = torch.where(torch.tensor([action == "create" for action in actions], device=device), 0, top_item)

@@ -170,6 +170,14 @@ class GenRec(SequentialRecommender):
     def _prefix(self, condition):
         return torch.cat([condition, self.begin_image.expand(len(condition), 1, -1)], dim=1)
 
+    def user_encoder_scores(self, interaction):
+        """``(B, n_items)``: the user encoder's scores of the catalog items with an image, -inf for the others and
+        the padding item (what the instructor and the editor's source read)."""
+        scores = self.user_encoder.full_sort_predict(interaction).float()
+        scores[:, ~self.has_image] = -torch.inf
+        scores[:, 0] = -torch.inf
+        return scores
+
     # -- training ----------------------------------------------------------------------------------
     def code_logits(self, condition, codes):
         """Teacher-forced logits ``(B, n_tokens, codebook)`` of ``codes`` given condition tokens."""
