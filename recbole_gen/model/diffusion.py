@@ -9,9 +9,13 @@ the catalog items' codebook latents and samples with DDIM. A sample's latents ar
 nearest codebook vectors, so it has codes like an autoregressive sample: the catalog ranking, copy
 counting and history conditioning work unchanged.
 
-``diffusion_unet_path`` loads a pretrained ``UNet2DConditionModel`` (its folder, or a Stable Diffusion
-pipeline folder's ``unet``) instead of the small one the ``diffusion_*`` keys build; its ``in_channels``
-must be the tokenizer's latent channels.
+``diffusion_unet_path`` loads a pretrained ``UNet2DConditionModel`` instead of the small one the
+``diffusion_*`` keys build: a UNet folder, whose ``in_channels`` must be the tokenizer's latent channels,
+or a Stable Diffusion pipeline folder (``model_index.json``, ``unet/``, ``vae/``), whose UNet then
+denoises in its own VAE's latent space at ``unet.sample_size`` x the VAE's downsampling pixels (512 for
+Stable Diffusion 1.x). There, a training target's latents are its tokenizer image encoded by the VAE,
+and a sample's VAE decoding is coded by the tokenizer, so codes stay the currency of everything after
+the generator.
 
 Sampling noise comes from the caller as uniforms (:mod:`recbole_gen.model.sampling`), turned into
 Gaussians by the inverse normal CDF, so a user's sample depends on the seed, the user and the sample
@@ -22,7 +26,7 @@ import os
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 from torch import nn
 
 from recbole_gen.model.image_tokenizer import VQImageTokenizer
@@ -53,14 +57,24 @@ def small_unet(config, latent_channels, grid_size, hidden_size):
 
 
 def load_unet(path):
-    """A pretrained ``UNet2DConditionModel`` from its folder or a pipeline folder's ``unet`` subfolder."""
-    subfolder = "unet" if os.path.isfile(os.path.join(path, "model_index.json")) else None
+    """``(unet, vae)``: a pretrained ``UNet2DConditionModel`` from its folder, or from a pipeline folder's
+    ``unet`` subfolder with the pipeline's ``vae`` (an ``AutoencoderKL``, frozen; None without one)."""
+    pipeline = os.path.isfile(os.path.join(path, "model_index.json"))
+    subfolder = "unet" if pipeline else None
     if not os.path.isfile(os.path.join(path, subfolder or "", "config.json")):
         raise FileNotFoundError(
             f"config key 'diffusion_unet_path' = '{path}' is neither a UNet2DConditionModel folder (config.json) "
             "nor a diffusers pipeline folder with a unet/ subfolder (model_index.json)"
         )
-    return UNet2DConditionModel.from_pretrained(path, subfolder=subfolder)
+    unet = UNet2DConditionModel.from_pretrained(path, subfolder=subfolder)
+    if unet.config.addition_embed_type is not None:
+        raise ValueError(
+            f"config key 'diffusion_unet_path' = '{path}': the UNet needs added conditions "
+            f"(addition_embed_type '{unet.config.addition_embed_type}', e.g. SDXL); use a UNet conditioned by cross-attention only (e.g. Stable Diffusion 1.x/2.x)"
+        )
+    has_vae = pipeline and os.path.isfile(os.path.join(path, "vae", "config.json"))
+    vae = AutoencoderKL.from_pretrained(path, subfolder="vae").eval().requires_grad_(False) if has_vae else None
+    return unet, vae
 
 
 def scheduler_config(config):
@@ -71,48 +85,74 @@ def scheduler_config(config):
             "timestep_spacing": "trailing"}
 
 
+def _resize(pixels, size):
+    if pixels.shape[-1] == size:
+        return pixels
+    return F.interpolate(pixels, size=(size, size), mode="bicubic", antialias=True)
+
+
 class DiffusionGenerator(nn.Module):
     """Conditional latent diffusion over a VQ tokenizer's latents.
 
     Exposes ``tokenizer``, ``hidden_size`` (the condition tokens' width, the UNet's cross-attention
     width) and ``embed(codes)`` (history images as condition inputs) like the autoregressive generators,
-    plus ``loss`` for training and ``sample`` for creation and editing.
+    plus ``loss`` for training and ``sample`` for creation and editing. With a ``vae`` (a Stable
+    Diffusion folder's), the UNet works in the VAE's latent space instead of the codebook's.
     """
 
-    def __init__(self, unet, tokenizer, noise_scheduler_config):
+    def __init__(self, unet, tokenizer, noise_scheduler_config, vae=None):
         super().__init__()
         if not isinstance(tokenizer, VQImageTokenizer):
             raise ValueError("generator 'diffusion' needs the VQ image tokenizer (tokenizer_path or a fitted one), not Janus'")
-        latent_channels = tokenizer.vq.config.vq_embed_dim or tokenizer.vq.config.latent_channels
+        code_channels = tokenizer.vq.config.vq_embed_dim or tokenizer.vq.config.latent_channels
+        if vae is None:
+            latent_channels, side, source = code_channels, tokenizer.grid_size, "the image tokenizer's latents have"
+        else:
+            latent_channels, side, source = vae.config.latent_channels, unet.config.sample_size, "the pipeline's VAE latents have"
         if unet.config.in_channels != latent_channels or unet.config.out_channels != latent_channels:
             raise ValueError(
-                f"the UNet has {unet.config.in_channels} input / {unet.config.out_channels} output channels; the image "
-                f"tokenizer's latents have {latent_channels} (tokenizer_latent_channels)"
+                f"the UNet has {unet.config.in_channels} input / {unet.config.out_channels} output channels; "
+                f"{source} {latent_channels}" + ("" if vae else " (tokenizer_latent_channels)")
             )
         self.unet = unet
         self.tokenizer = tokenizer
+        self.vae = vae
         self.hidden_size = unet.config.cross_attention_dim
-        self.latent_shape = (latent_channels, tokenizer.grid_size, tokenizer.grid_size)
-        self.code_projection = nn.Linear(latent_channels, self.hidden_size)
+        self.latent_shape = (latent_channels, side, side)
+        self.code_projection = nn.Linear(code_channels, self.hidden_size)
         self.noise_scheduler = DDPMScheduler.from_config(noise_scheduler_config)
 
     @property
     def latent_scale(self):
-        """Scales latents to about unit variance (the codebook's spread), as Stable Diffusion scales its VAE's."""
+        """Scales latents to about unit variance: the VAE's own ``scaling_factor``, or the codebook's spread."""
+        if self.vae is not None:
+            return self.vae.config.scaling_factor
         return 1.0 / self.tokenizer.vq.quantize.embedding.weight.std().clamp(min=1e-6)
+
+    @property
+    def vae_image_size(self):
+        return self.latent_shape[-1] * 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     def embed(self, codes):
         """``(..., hidden_size)`` embeddings of image codes: their codebook vectors, projected."""
         return self.code_projection(self.tokenizer.vq.quantize.embedding(codes))
 
     def latents(self, codes):
-        """Scaled codebook latents ``(N, C, g, g)`` of codes ``(N, n_tokens)``."""
-        return self.tokenizer.codebook_latents(codes) * self.latent_scale
+        """Scaled latents ``(N, *latent_shape)`` of codes ``(N, n_tokens)``: their codebook vectors, or the VAE's
+        encoding (its mean) of their tokenizer image."""
+        if self.vae is None:
+            return self.tokenizer.codebook_latents(codes) * self.latent_scale
+        pixels = _resize(self.tokenizer.decode_pixels(codes).clamp(-1, 1), self.vae_image_size)
+        return self.vae.encode(pixels.to(self.vae.dtype)).latent_dist.mean.float() * self.latent_scale
 
     def to_codes(self, latents):
-        """The codes ``(N, n_tokens)`` whose codebook vectors are nearest to scaled ``latents``."""
-        _, _, (_, _, codes) = self.tokenizer.vq.quantize(latents / self.latent_scale)
-        return codes.reshape(len(latents), -1)
+        """The codes ``(N, n_tokens)`` of scaled ``latents``: the nearest codebook vectors, or the tokenizer's
+        codes of the VAE's decoding."""
+        if self.vae is None:
+            _, _, (_, _, codes) = self.tokenizer.vq.quantize(latents / self.latent_scale)
+            return codes.reshape(len(latents), -1)
+        pixels = self.vae.decode((latents / self.latent_scale).to(self.vae.dtype)).sample.float().clamp(-1, 1)
+        return self.tokenizer.encode_pixels(_resize(pixels, self.tokenizer.image_size))
 
     def denoise(self, latents, timesteps, condition):
         return self.unet(latents, timesteps, encoder_hidden_states=condition).sample

@@ -28,7 +28,7 @@ import logging
 import os
 
 import torch
-from diffusers import UNet2DConditionModel
+from diffusers import AutoencoderKL, UNet2DConditionModel
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
@@ -147,12 +147,13 @@ def _check_kind(config):
 def build_diffusion_generator(config, content):
     tokenizer = load_vq_tokenizer(config, content)
     path = config["diffusion_unet_path"]
+    vae = None
     if path is None:
         latent_channels = tokenizer.vq.config.vq_embed_dim or tokenizer.vq.config.latent_channels
         unet = small_unet(config, latent_channels, tokenizer.grid_size, config["gen_hidden_size"])
     else:
-        unet = load_unet(path)
-    return DiffusionGenerator(unet, tokenizer, scheduler_config(config))
+        unet, vae = load_unet(path)
+    return DiffusionGenerator(unet, tokenizer, scheduler_config(config), vae)
 
 
 def build_generator(config, content):
@@ -182,6 +183,10 @@ def build_generator(config, content):
     return generator
 
 
+def _diffusers_components(model):
+    return {"config": dict(model.config), "dtype": str(model.dtype).removeprefix("torch.")}
+
+
 def _model_components(model):
     return {"config": model.config.to_dict(), "dtype": str(next(model.parameters()).dtype).removeprefix("torch.")}
 
@@ -194,10 +199,14 @@ def generator_components(generator):
     tokenizer = generator.tokenizer
     vq = {"config": dict(tokenizer.vq.config), "image_size": tokenizer.image_size}
     if isinstance(generator, DiffusionGenerator):
-        unet = generator.unet
-        return {"kind": "diffusion", "unet": {"config": dict(unet.config), "dtype": str(unet.dtype).removeprefix("torch.")},
-                "scheduler": dict(generator.noise_scheduler.config), "tokenizer": vq}
+        unet, vae = generator.unet, generator.vae
+        return {"kind": "diffusion", "unet": _diffusers_components(unet), "scheduler": dict(generator.noise_scheduler.config),
+                "tokenizer": vq, "vae": None if vae is None else _diffusers_components(vae)}
     return {"kind": "causal_lm", "lm": _model_components(generator.lm), "tokenizer": vq}
+
+
+def _diffusers_from_config(model_class, components):
+    return model_class.from_config(components["config"]).to(getattr(torch, components["dtype"]))
 
 
 def _from_config(build, components):
@@ -214,8 +223,10 @@ def generator_from_components(config, components):
         generator = JanusGenerator(_from_config(JanusForConditionalGeneration, components["janus"]))
     elif components["kind"] == "diffusion":
         tokenizer = vq_tokenizer_from_config(components["tokenizer"]["config"], components["tokenizer"]["image_size"])
-        unet = UNet2DConditionModel.from_config(components["unet"]["config"]).to(getattr(torch, components["unet"]["dtype"]))
-        return DiffusionGenerator(unet, tokenizer, components["scheduler"])
+        unet = _diffusers_from_config(UNet2DConditionModel, components["unet"])
+        vae = components.get("vae")  # absent in checkpoints from before the VAE latent space
+        vae = None if vae is None else _diffusers_from_config(AutoencoderKL, vae).eval().requires_grad_(False)
+        return DiffusionGenerator(unet, tokenizer, components["scheduler"], vae)
     else:
         tokenizer = vq_tokenizer_from_config(components["tokenizer"]["config"], components["tokenizer"]["image_size"])
         generator = CausalLMGenerator(_from_config(AutoModelForCausalLM.from_config, components["lm"]), tokenizer)

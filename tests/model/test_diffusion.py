@@ -96,6 +96,66 @@ def test_a_pretrained_unet_loads_by_path_and_a_mismatched_one_is_named(diffusion
         build({**diffusion, "diffusion_unet_path": str(tiny_dataset / "rgb_unet")})
 
 
+def tiny_stable_diffusion(folder, cross_attention_dim):
+    """A Stable-Diffusion-shaped pipeline folder: model_index.json, a 4-channel UNet over 4x4 latents and a
+    VAE that downsamples 2x (so 8 px images), random weights."""
+    import json
+
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    torch.manual_seed(0)
+    UNet2DConditionModel(
+        sample_size=4, in_channels=4, out_channels=4, block_out_channels=[16, 32], layers_per_block=1,
+        down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"], up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"],
+        cross_attention_dim=cross_attention_dim, attention_head_dim=8, norm_num_groups=4,
+    ).save_pretrained(folder / "unet")
+    AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+        block_out_channels=[8, 16], latent_channels=4, norm_num_groups=4, sample_size=8,
+    ).save_pretrained(folder / "vae")
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline",
+                                                         "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]}))
+
+
+def test_a_stable_diffusion_folder_denoises_in_its_vae_latents_and_round_trips(diffusion, tiny_dataset):
+    tiny_stable_diffusion(tiny_dataset / "sd", cross_attention_dim=24)
+    config = {**diffusion, "diffusion_unet_path": str(tiny_dataset / "sd"), "epochs": 1, "metrics": ["TargetSim", "CopyShare"]}
+    _, model, train_data, test_data = build(config)
+    generator = model.generator
+    assert generator.vae is not None and generator.latent_shape == (4, 4, 4) and generator.vae_image_size == 8
+    assert generator.hidden_size == 24  # the condition tokens take the UNet's cross-attention width
+    assert not any(p.requires_grad for p in generator.vae.parameters())
+    interaction = first_batch(test_data)
+    codes = model.item_codes[interaction[model.ITEM_ID]]
+    assert generator.latents(codes).shape == (len(codes), 4, 4, 4)
+    losses = train_steps(model, train_data, 3)
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert all(p.grad is None for p in generator.vae.parameters())
+    model.eval()
+    sampled = model.generate(interaction, num_samples=2, seed=3)
+    assert sampled.codes.shape[-1] == model.tokenizer.n_tokens
+    assert 0 <= sampled.codes.min() and sampled.codes.max() < model.tokenizer.codebook_size
+
+    result = run_recbole_gen(model="GenRec", dataset="tiny", config_dict=config)
+    _, loaded, _, _, _, test_data = load_data_and_model(result["trainer"].saved_model_file)
+    assert loaded.generator.vae is not None
+    interaction = first_batch(test_data)
+    before = result["trainer"].model.eval().generate(interaction, num_samples=2, seed=3)
+    after = loaded.eval().generate(interaction, num_samples=2, seed=3)
+    assert torch.equal(before.codes, after.codes)
+
+
+def test_a_stable_diffusion_folder_with_an_sdxl_unet_is_refused(diffusion, tiny_dataset):
+    from diffusers import UNet2DConditionModel
+
+    tiny_stable_diffusion(tiny_dataset / "sd", cross_attention_dim=24)
+    unet = UNet2DConditionModel.from_pretrained(tiny_dataset / "sd" / "unet")
+    UNet2DConditionModel.from_config({**dict(unet.config), "addition_embed_type": "text_time",
+                                      "addition_time_embed_dim": 8, "projection_class_embeddings_input_dim": 56}).save_pretrained(tiny_dataset / "sd" / "unet")
+    with pytest.raises(ValueError, match="addition_embed_type"):
+        build({**diffusion, "diffusion_unet_path": str(tiny_dataset / "sd")})
+
+
 def test_unknown_generator_kind_is_named(genrec_config):
     with pytest.raises(ValueError, match="'generator' = 'gan'"):
         build({**genrec_config, "generator": "gan"})
