@@ -329,7 +329,8 @@ def read_url_file(path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m recbole_gen.data.fetch_images",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--urls", required=True, help="a TSV file of 'item_id<TAB>url' lines (header optional)")
     parser.add_argument("--out", required=True, help="the image folder to fill (the image_dir config key)")
     parser.add_argument("--workers", type=int, default=8, help="download threads")

@@ -3,6 +3,7 @@
 import email.utils
 import io
 import os
+import random
 import re
 import socket
 import threading
@@ -25,6 +26,10 @@ def _encode(colour, image_format):
 
 
 PNG, JPEG, GIF = _encode(RED, "PNG"), _encode(BLUE, "JPEG"), _encode(RED, "GIF")
+NOISE = Image.frombytes("RGB", (24, 24), random.Random(0).randbytes(24 * 24 * 3))
+_buffer = io.BytesIO()
+NOISE.save(_buffer, "JPEG", quality=50)
+CUT_JPEG = _buffer.getvalue()[:-200]  # headers intact, scan data cut: passes Pillow's verify(), fails load()
 MAX_BYTES = 2000  # every good image above is far smaller; /huge and /stream are larger
 
 
@@ -36,6 +41,7 @@ def _answer(path, hit):
     return {
         "/corrupt": (200, {}, b"<html>not an image</html>", 0),
         "/truncated": (200, {}, PNG[: len(PNG) // 2], 0),
+        "/cut_jpeg": (200, {}, CUT_JPEG, 0),
         "/missing": (404, {}, b"", 0),
         "/gone": (410, {}, b"", 0),
         "/forbidden": (403, {}, b"", 0),
@@ -110,7 +116,8 @@ def _closed_port():
 
 
 def _fetch(urls, out, **overrides):
-    settings = dict(workers=4, per_host=4, retries=2, backoff=0.01, timeout=0.3, show_progress=False, max_bytes=MAX_BYTES)
+    settings = dict(workers=4, per_host=4, retries=2, backoff=0.01, timeout=0.3, show_progress=False,
+                    max_bytes=MAX_BYTES)
     settings.update(overrides)
     return fetch_images(urls, out, **settings)
 
@@ -119,8 +126,9 @@ GOOD = ["a", "b", "c", "flaky", "busy", "redirect"]
 
 
 def _all_urls(server):
-    urls = {name: server.url(f"/{name}") for name in ["corrupt", "truncated", "missing", "gone", "forbidden", "flaky",
-                                                      "down", "busy", "slow", "huge", "stream", "redirect", "to_file"]}
+    names = ["corrupt", "truncated", "cut_jpeg", "missing", "gone", "forbidden", "flaky", "down", "busy", "slow",
+             "huge", "stream", "redirect", "to_file"]
+    urls = {name: server.url(f"/{name}") for name in names}
     urls.update(a=server.url("/a.png"), b=server.url("/b.jpg"), c=server.url("/c.gif"),
                 refused=f"http://127.0.0.1:{_closed_port()}/x.png", ftp="ftp://example.org/x.png", blank="",
                 no_host="http:///x.png")
@@ -133,9 +141,9 @@ def test_every_outcome_is_counted_by_reason_and_good_images_are_saved(server, tm
     assert report.fetched == ["flaky", "busy", "redirect", "a", "b", "c"]  # input order
     assert report.skipped == []
     assert report.failed == {
-        "corrupt": ["corrupt", "truncated"], "http_404": ["missing"], "http_410": ["gone"], "http_403": ["forbidden"],
-        "http_5xx": ["down"], "timeout": ["slow"], "too_large": ["huge", "stream"], "http_302": ["to_file"],
-        "connection": ["refused"], "invalid_url": ["ftp", "blank", "no_host"],
+        "corrupt": ["corrupt", "truncated", "cut_jpeg"], "http_404": ["missing"], "http_410": ["gone"],
+        "http_403": ["forbidden"], "http_5xx": ["down"], "timeout": ["slow"], "too_large": ["huge", "stream"],
+        "http_302": ["to_file"], "connection": ["refused"], "invalid_url": ["ftp", "blank", "no_host"],
     }
     files = sorted(os.listdir(out))
     assert files == ["a.png", "b.jpg", "busy.png", "c.png", "fetch_report.json", "flaky.png", "redirect.png"]
@@ -153,7 +161,7 @@ def test_every_outcome_is_counted_by_reason_and_good_images_are_saved(server, tm
     assert all(agent.startswith("recbole-gen/") for agent in server.user_agents)
     assert FetchReport.load(out / "fetch_report.json") == report
     summary = report.summary()
-    assert "20 item images: 6 fetched, 0 skipped (already on disk), 14 failed" in summary
+    assert "21 item images: 6 fetched, 0 skipped (already on disk), 15 failed" in summary
     assert "  invalid_url: 3 (ftp, blank, no_host)" in summary
 
 
