@@ -273,7 +273,10 @@ def _write(report, data, interactions, fetch_images, out):
     elif report.image_kind == "image URL":
         report.commands.append(f"python -m recbole_gen.data.fetch_images --urls {shlex.quote(url_file)} "
                                f"--out {shlex.quote(image_dir)}")
-    run = f"python run_recbole_gen.py --model=GenRec --data_path={shlex.quote(out)} --dataset={shlex.quote(name)}"
+    # load_col=None: every column of every atomic file (RecBole's default for a dataset it does not know loads
+    # user_id and item_id only, and sequential models need the timestamp)
+    run = (f"python run_recbole_gen.py --model=GenRec --data_path={shlex.quote(out)} --dataset={shlex.quote(name)} "
+           "--load_col=None")
     if report.image_kind:
         run += f" --image_dir={shlex.quote(image_dir)}"
     report.commands.append(run)

@@ -66,7 +66,7 @@ def test_filters_time_order_text_images_and_summary(tmp_path, capsys):
         "  items without metadata (no .item row): 0",
     ]
     assert printed[-1] == (f"  python run_recbole_gen.py --model=GenRec --data_path={out} --dataset={SUBSET} "
-                           f"--image_dir={folder / 'images'}")
+                           f"--load_col=None --image_dir={folder / 'images'}")
     assert not any("fetch_images" in line for line in printed)
 
 
@@ -143,8 +143,8 @@ def test_an_id_that_cannot_be_a_token_is_an_error(tmp_path):
 def test_recbole_loads_the_prepared_dataset(tmp_path):
     raw, out = write_microlens(tmp_path / "raw"), tmp_path / "out"
     report = main(["microlens", "--raw", str(raw), "--out", str(out), "--k_core", "2"])
-    config_dict = {**fast_config_dict(tmp_path), "data_path": str(out),
-                   "load_col": {"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "title"]}}
+    # load_col None, as in the printed run command: every column of every file
+    config_dict = {**fast_config_dict(tmp_path), "data_path": str(out), "load_col": None}
     config = Config(model="SASRec", dataset=SUBSET, config_dict=config_dict)
     dataset = create_dataset(config)
     assert (dataset.user_num - 1, dataset.item_num - 1, dataset.inter_num) == (3, 3, 8) == (

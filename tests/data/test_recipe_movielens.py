@@ -56,7 +56,7 @@ def test_dat_files_with_posters_min_rating_and_k_core(tmp_path, capsys):
                            "  removed by items without an image file: 0 interactions, 0 users, 0 items",
                            "  removed by 2-core: 3 interactions, 2 users, 1 items"]
     assert report.commands == [f"python run_recbole_gen.py --model=GenRec --data_path={out} --dataset=ml-1m "
-                               f"--image_dir={folder / 'images'}"]
+                               f"--load_col=None --image_dir={folder / 'images'}"]
 
 
 def test_without_the_rating_filter_the_2_core_keeps_everything(tmp_path):

@@ -55,7 +55,8 @@ def _fields_2023(record, path, number):
 
 
 def _fields_2018(record, path, number):
-    urls = record.get("imageURLHighRes") or record.get("imageURL") or [None]
+    urls = (_texts(record.get("imageURLHighRes"), path, number, "imageURLHighRes")
+            or _texts(record.get("imageURL"), path, number, "imageURL") or [None])
     fields = {"title": _text(record.get("title")), "categories": _texts(record.get("category"), path, number, "category"),
               "brand": _text(record.get("brand"))}
     return fields, urls[0]
