@@ -8,6 +8,7 @@ import os
 import pytest
 
 from recbole_gen.data.prepare import main
+import test_fetch_images
 from test_prepare import table
 
 
@@ -46,6 +47,7 @@ META_2023 = [meta_2023("A", "Soap\tbar\n(big)", [image("http://img/A-hi.jpg", "h
              meta_2023("E", "Never reviewed", [image("http://img/E.jpg", "http://img/E.jpg")]),
              meta_2023("A", "A again", [image("http://img/A-other.jpg", "http://img/A-other.jpg")])]
 NAME_2023 = "amazon2023-All_Beauty"
+server = test_fetch_images.server  # the local HTTP server fixture
 
 
 @pytest.fixture
@@ -205,3 +207,17 @@ def test_2014_metadata_is_never_evaluated(tmp_path):
     with pytest.raises(ValueError, match=r"meta_Books.json, line 2: not a Python dict literal"):
         main(["amazon2014", "--raw", str(raw), "--out", str(tmp_path / "out")])
     assert not marker.exists()
+
+
+def test_2023_fetch_images_downloads_the_urls_into_the_image_folder(tmp_path, capsys, server):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_lines(raw / "All_Beauty.jsonl", REVIEWS_2023[:5])
+    write_lines(raw / "meta_All_Beauty.jsonl", [meta_2023("A", "Soap", [image(server.url("/a.png"), None)]),
+                                                meta_2023("B", "Cream", [image(server.url("/missing"), None)])])
+    out = tmp_path / "out"
+    main(["amazon2023", "--raw", str(raw), "--out", str(out), "--fetch_images"])
+    images = out / NAME_2023 / "images"
+    assert sorted(os.listdir(images)) == ["A.png", "fetch_report.json"]
+    printed = capsys.readouterr().out
+    assert "1 fetched" in printed and "http_404: 1 (B)" in printed
