@@ -12,17 +12,33 @@
   only a bare model name through.
 - Collector (RUCAIBox/RecBole#2131, #2191): ``Collector.get_data_struct`` calls ``.cpu()`` on every
   collected value, which crashes on the int/Counter that ``data.num_items`` / ``data.count_items`` hold.
+- Distributed runs on the CPU (no upstream issue found): RecBole 1.2.1 joins a distributed run with nccl
+  on cuda devices only; ``Config._init_device`` (config.py) joins with gloo on the CPU. Its trainer then
+  wraps the model in ``DistributedDataParallel(model, device_ids=[local_rank])``, which torch refuses for
+  a CPU model (and for a model with nothing to train, such as a reference rule), opens a tensorboard
+  event file in every process, and creates ``checkpoint_dir`` check-then-create in every process (so do
+  the log folders, see quick_start.py), which races: :func:`distributed_trainer` builds a trainer without
+  any of these.
+- Distributed evaluation (RUCAIBox/RecBole#1872, closed unmerged): the DistributedSampler pads each
+  process's share with repeated users and ``_map_reduce`` averages the processes' metrics, weighted by
+  4 x their batch count (``len(batched_data)`` of a 4-tuple). Kept for RecBole's own ranking metrics
+  (exact when the users split evenly across processes); the generative metrics are computed on every
+  process's users gathered, each user once (``GenerativeCollector``).
 - Not patched, pinned instead (setup.py): numpy < 2 (Config assigns ``np.float_``), pandas < 3 (the
   atomic-file loader), scipy < 1.13 (graph models call ``dok_matrix._update``, RUCAIBox/RecBole#2034),
   setuptools < 81 (ray 2.6.3, imported by ``recbole.quick_start``).
 """
 
+import contextlib
 import copy
 import json
+import os
 import re
 
 import numpy as np
+import recbole.trainer.trainer as recbole_trainer
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from recbole_gen.fitting import atomic_file
 
@@ -126,3 +142,37 @@ def data_struct_to_cpu(data_struct):
         if isinstance(value, torch.Tensor):
             data_struct._data_dict[key] = value.cpu()
     return copy.deepcopy(data_struct)
+
+
+class _NoTensorboard:
+    """A tensorboard writer that writes nothing: every process but the first of a machine gets one."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+def _data_parallel(module, device_ids):
+    if not any(parameter.requires_grad for parameter in module.parameters()):
+        return module  # nothing to synchronise; DDP refuses such a module
+    on_cpu = next(module.parameters()).device.type == "cpu"
+    return DistributedDataParallel(module, device_ids=None if on_cpu else device_ids)
+
+
+@contextlib.contextmanager
+def distributed_trainer(config):
+    """Build a RecBole trainer inside this block: in a distributed run its model is wrapped in DDP on the CPU
+    too (without device ids), a model with nothing to train is not wrapped, only the first process of each
+    machine (``local_rank`` 0, the one that writes checkpoints) opens a tensorboard event file, and
+    ``checkpoint_dir`` exists before any process creates it."""
+    if config["single_spec"]:
+        yield
+        return
+    os.makedirs(config["checkpoint_dir"], exist_ok=True)
+    saved = recbole_trainer.DistributedDataParallel, recbole_trainer.get_tensorboard
+    recbole_trainer.DistributedDataParallel = _data_parallel
+    if config["local_rank"] != 0:
+        recbole_trainer.get_tensorboard = lambda logger: _NoTensorboard()
+    try:
+        yield
+    finally:
+        recbole_trainer.DistributedDataParallel, recbole_trainer.get_tensorboard = saved

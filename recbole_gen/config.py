@@ -12,6 +12,7 @@
 """
 
 import ast
+import datetime
 import difflib
 import functools
 import glob
@@ -21,6 +22,7 @@ import re
 
 import recbole
 import recbole_gen.properties
+import torch
 import yaml
 from recbole.config import Config as RecBoleConfig
 from recbole.evaluator import metric_types
@@ -36,9 +38,11 @@ logger = logging.getLogger(__name__)
 
 PROPERTIES_DIR = os.path.dirname(os.path.abspath(recbole_gen.properties.__file__))
 RECBOLE_PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.abspath(recbole.__file__)), "properties")
+# Where a process sits in a distributed run (RecBole's keys, set by quick_start.run or from torchrun's variables).
+LAUNCH_KEYS = {"local_rank", "nproc", "world_size", "offset", "ip", "port"}
 # Keys that describe the machine a run is on, not the run: a checkpoint's values are not restored.
-MACHINE_KEYS = {"data_path", "device", "gpu_id", "use_gpu", "local_rank", "single_spec", "nproc", "world_size", "offset",
-                "ip", "port", "worker", "state", "show_progress", "checkpoint_dir", "log_wandb", "wandb_project"}
+MACHINE_KEYS = LAUNCH_KEYS | {"data_path", "device", "gpu_id", "use_gpu", "single_spec", "ddp_timeout", "worker", "state",
+                              "show_progress", "checkpoint_dir", "log_wandb", "wandb_project"}
 # Keys RecBole sets or reads without a YAML default.
 _STRUCTURAL_KEYS = {"model", "dataset", "config_files", "local_rank", "nproc", "world_size", "offset", "ip", "port",
                     "single_spec", "device", "teacher", "benchmark_filename"}
@@ -178,6 +182,12 @@ CONFIG_TYPES = {
     "rl_expectation_weight": _NUMBER,
     "rl_expectation_contrast": bool,
     "gallery_samples": int,
+    "nproc": int,
+    "world_size": int,
+    "offset": int,
+    "local_rank": int,
+    "port": (int, str),
+    "ddp_timeout": _NUMBER,
 }
 
 
@@ -218,7 +228,9 @@ class Config(RecBoleConfig):
         values win over today's defaults (but for machine keys such as ``data_path`` and ``device``);
         ``overrides`` win over both."""
         overrides = dict(overrides or {})
-        config = cls(saved["model"], saved["dataset"], config_dict={**saved["external"], **overrides},
+        # A checkpoint of a distributed run loads in one process unless the overrides place this one in a run.
+        external = {key: value for key, value in saved["external"].items() if key not in LAUNCH_KEYS}
+        config = cls(saved["model"], saved["dataset"], config_dict={**external, **overrides},
                      read_command_line=False, saved_values=True)
         config._restore_final(saved["final"], keep=set(overrides))
         return config
@@ -293,6 +305,35 @@ class Config(RecBoleConfig):
         if not isinstance(encoder, str):
             return []
         return [os.path.join(RECBOLE_PROPERTIES_DIR, "model", f"{encoder}.yaml"), os.path.join(PROPERTIES_DIR, "model", f"{encoder}.yaml")]
+
+    def _init_device(self):
+        """RecBole's, and a distributed run (``local_rank`` set) on the CPU too: RecBole 1.2.1 always joins it
+        with the nccl backend on cuda devices (no upstream issue found). On the device RecBole picks for one
+        process (the CPU when ``gpu_id`` is empty or CUDA is missing) this joins with gloo; on GPUs with nccl,
+        one GPU of ``gpu_id`` per local process, as RecBole does."""
+        final = self.final_config_dict
+        if "local_rank" not in final:
+            return super()._init_device()
+        missing = sorted(LAUNCH_KEYS - set(final))
+        if missing:
+            raise KeyError(f"config key 'local_rank' starts a distributed run, which also needs {missing} "
+                           "(recbole_gen.quick_start.run sets them all: use --nproc, or torchrun)")
+        local_rank = final.pop("local_rank")
+        super()._init_device()  # without local_rank: normalises gpu_id and picks the device one process would use
+        on_gpu = final["device"].type == "cuda"
+        if on_gpu and len(final["gpu_id"].split(",")) < final["nproc"]:
+            raise ValueError(f"config key 'gpu_id' = '{final['gpu_id']}' names fewer GPUs than the {final['nproc']} processes "
+                             "(nproc) on this machine: list one per process (e.g. --gpu_id=0,1), or set gpu_id to '' to run on the CPU")
+        torch.distributed.init_process_group(
+            backend="nccl" if on_gpu else "gloo", rank=local_rank + final["offset"], world_size=final["world_size"],
+            init_method=f"tcp://{final['ip']}:{final['port']}", timeout=datetime.timedelta(seconds=final["ddp_timeout"]),
+        )
+        if on_gpu:
+            torch.cuda.set_device(local_rank)
+            final["device"] = torch.device("cuda", local_rank)
+        final.update(local_rank=local_rank, single_spec=False)
+        if local_rank != 0:  # as RecBole: only the first process of a machine logs and shows progress
+            final.update(state="error", show_progress=False, verbose=False)
 
     def _set_default_parameters(self):
         if self._saved_values:

@@ -2,7 +2,9 @@
 
 - :func:`cached_fit`: fit once into a folder named by a digest of everything the fit depends on
   (content, settings, the fitting code's version, library versions), written to a staging folder and
-  renamed into place, so an interrupted fit never leaves a folder a later run would trust.
+  renamed into place, so an interrupted fit never leaves a folder a later run would trust. In a
+  distributed run rank 0 fits while the other processes wait, then they load its folder.
+- :func:`rank_zero_first`: the block runs on rank 0 before the other processes of a distributed run.
 - :func:`isolated_rng`: fitting draws random numbers from its own seed and leaves every device's
   random stream as it was, so a cold-cache run trains exactly like a warm-cache one.
 - :func:`atomic_file`: write a file through a temporary sibling and rename it into place.
@@ -56,6 +58,25 @@ def isolated_rng(seed):
         yield
 
 
+def _distributed():
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+@contextlib.contextmanager
+def rank_zero_first():
+    """In a distributed run, rank 0 runs the block while every other process waits at a barrier, then the
+    others run it (and find what rank 0 cached); in one process, just the block. Every process of the run
+    must enter it, in the same order, or they wait for each other forever."""
+    first = not _distributed() or torch.distributed.get_rank() == 0
+    if not first:
+        torch.distributed.barrier()
+    try:
+        yield
+    finally:
+        if first and _distributed():
+            torch.distributed.barrier()
+
+
 def cache_digest(key):
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -69,27 +90,32 @@ def cached_fit(cache_dir, prefix, key, fit, seed):
     """The folder :func:`cache_folder` names, made by ``fit(folder)`` unless it exists.
 
     ``fit`` writes everything into the (staging) folder it is given and runs under
-    :func:`isolated_rng` with ``seed``. ``key`` (JSON-able) is saved beside the artifact.
+    :func:`isolated_rng` with ``seed``. ``key`` (JSON-able) is saved beside the artifact. In a distributed
+    run only rank 0 fits (:func:`rank_zero_first`); the others load its folder.
     """
     out_dir = cache_folder(cache_dir, prefix, key)
-    if os.path.isdir(out_dir):
-        logger.info(f"Cached fit: {out_dir}")
-        return out_dir
-    os.makedirs(cache_dir, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=cache_dir, prefix=f".{prefix}-")
-    try:
-        with isolated_rng(seed):
-            fit(staging)
-        with open(os.path.join(staging, KEY_FILE), "w") as f:
-            json.dump(key, f, indent=2, sort_keys=True)
-        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's 0700 would make the folder private
-        if os.path.isdir(out_dir):  # another run finished the same fit first
-            shutil.rmtree(staging)
-        else:
-            os.replace(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    with rank_zero_first():
+        if os.path.isdir(out_dir):
+            logger.info(f"Cached fit: {out_dir}")
+            return out_dir
+        if _distributed() and torch.distributed.get_rank() != 0:
+            logger.warning(f"rank {torch.distributed.get_rank()} does not see rank 0's fit {out_dir} and fits it again: "
+                           f"put '{cache_dir}' on a file system that every process of the run shares")
+        os.makedirs(cache_dir, exist_ok=True)
+        staging = tempfile.mkdtemp(dir=cache_dir, prefix=f".{prefix}-")
+        try:
+            with isolated_rng(seed):
+                fit(staging)
+            with open(os.path.join(staging, KEY_FILE), "w") as f:
+                json.dump(key, f, indent=2, sort_keys=True)
+            os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's 0700 would make the folder private
+            if os.path.isdir(out_dir):  # another run finished the same fit first
+                shutil.rmtree(staging)
+            else:
+                os.replace(staging, out_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     return out_dir
 
 

@@ -1,15 +1,22 @@
-"""Train and evaluate any RecBole or recbole_gen model, with generative metrics; no ray needed."""
+"""Train and evaluate any RecBole or recbole_gen model, with generative metrics; no ray needed.
+
+:func:`run` also runs one distributed over several processes (RecBole's DDP, see docs/distributed.md).
+"""
 
 import logging
+import os
 import sys
 from logging import getLogger
 
+import torch
+import torch.multiprocessing as mp
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_environment, init_logger, init_seed, set_color
 
 from recbole_gen.compat import load_checkpoint
 from recbole_gen.config import Config
 from recbole_gen.data.item_content import forget_item_content
+from recbole_gen.fitting import rank_zero_first
 from recbole_gen.trainer import get_trainer
 from recbole_gen.utils import get_model
 
@@ -18,6 +25,13 @@ def format_result(result):
     """A two-column table of metric values, for logs and terminals."""
     width = max(len(name) for name in result)
     return "\n".join(f"  {name:<{width}}  {value:.4f}" for name, value in result.items())
+
+
+def _start_logging(config):
+    """RecBole's logger (a log file per process); the first process creates the log folders, which RecBole
+    does check-then-create, a race between the processes of a distributed run."""
+    with rank_zero_first():
+        init_logger(config)
 
 
 def build_model(config, dataset, checkpoint=None):
@@ -87,7 +101,7 @@ def run_recbole_gen(model=None, dataset=None, config_file_list=None, config_dict
     forget_item_content()
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
+    _start_logging(config)
     logger = getLogger()
     logger.info(sys.argv)
     logger.info(config)
@@ -100,7 +114,56 @@ def run_recbole_gen(model=None, dataset=None, config_file_list=None, config_dict
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
     logger.info(set_color("best valid ", "yellow") + f": {result['best_valid_result']}")
     logger.info(set_color("test result", "yellow") + f":\n{format_result(result['test_result'])}")
+    if not config["single_spec"]:  # Config joined the distributed run
+        torch.distributed.destroy_process_group()
     return result
+
+
+def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, resume=None,
+        nproc=1, world_size=-1, ip="localhost", port=5678, offset=0):
+    """:func:`run_recbole_gen`, in one process or distributed as RecBole's ``run``.
+
+    ``nproc``: processes started on this machine, one per GPU of ``gpu_id`` (or on the CPU with gloo where
+    there is no GPU or ``gpu_id`` is ''). ``world_size``: processes of the run on all machines (default
+    ``nproc``); each machine runs this with its own ``nproc``, ``offset`` (the global rank of its first
+    process) and the ``ip`` and free ``port`` of the machine with rank 0. A process started by torchrun joins
+    torchrun's run instead (leave ``nproc`` etc. out). A distributed run returns, from its first process,
+    run_recbole_gen's dict without the trainer and with the checkpoint path, ``saved_model_file``.
+    """
+    kwargs = {"model": model, "dataset": dataset, "config_file_list": config_file_list, "config_dict": dict(config_dict or {}),
+              "saved": saved, "resume": resume}
+    launched = torchrun_launch()
+    if launched:
+        if nproc != 1 or world_size > 0:
+            raise ValueError(f"torchrun started this process as one of {launched['world_size']}: leave out nproc and world_size")
+        kwargs["config_dict"].update(launched)
+        return _without_trainer(run_recbole_gen(**kwargs))
+    if nproc == 1 and world_size <= 0:
+        return run_recbole_gen(**kwargs)
+    kwargs["config_dict"].update(nproc=nproc, world_size=nproc if world_size <= 0 else world_size, ip=ip, port=port, offset=offset)
+    queue = mp.get_context("spawn").SimpleQueue()
+    mp.spawn(_run_process, args=(queue, kwargs), nprocs=nproc, join=True)
+    return None if queue.empty() else queue.get()
+
+
+def torchrun_launch():
+    """This process's place in a torchrun launch as RecBole's config keys, or None when torchrun did not start it."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        return None
+    local_rank = int(os.environ["LOCAL_RANK"])
+    return {"local_rank": local_rank, "nproc": int(os.environ["LOCAL_WORLD_SIZE"]), "world_size": int(os.environ["WORLD_SIZE"]),
+            "offset": int(os.environ["RANK"]) - local_rank, "ip": os.environ["MASTER_ADDR"], "port": int(os.environ["MASTER_PORT"])}
+
+
+def _run_process(local_rank, queue, kwargs):
+    result = run_recbole_gen(**{**kwargs, "config_dict": {**kwargs["config_dict"], "local_rank": local_rank}})
+    if local_rank == 0:
+        queue.put(_without_trainer(result))
+
+
+def _without_trainer(result):
+    """What another process can receive of run_recbole_gen's result: the trainer (a model) stays behind."""
+    return {**{key: value for key, value in result.items() if key != "trainer"}, "saved_model_file": result["trainer"].saved_model_file}
 
 
 def objective_function(config_dict=None, config_file_list=None, saved=True):
@@ -127,7 +190,7 @@ def load_data_and_model(model_file, overrides=None):
     checkpoint = load_checkpoint(model_file)
     config = Config.from_checkpoint(checkpoint["config"], overrides)
     init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
+    _start_logging(config)
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     init_seed(config["seed"], config["reproducibility"])

@@ -3,8 +3,9 @@
 Images come from ``image_dir`` (files named by the item's token) or from an ``.item`` column of paths
 (``image_field``); without either, each item gets a rendered metadata card (see cards.py). Decoded
 images are cached as one ``.npz`` file (written atomically), keyed by the image files and
-``image_size``. :func:`item_content` builds a dataset's content once per process and hands the same
-object to every part of a run (the model, the item encoder, galleries).
+``image_size`` (in a distributed run rank 0 writes it, the other processes read it). :func:`item_content`
+builds a dataset's content once per process and hands the same object to every part of a run (the
+model, the item encoder, galleries).
 """
 
 import csv
@@ -21,7 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from recbole_gen.data.cards import render_card
-from recbole_gen.fitting import atomic_file
+from recbole_gen.fitting import atomic_file, rank_zero_first
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +146,8 @@ class ItemContent:
             )
             pixels, self.has_image = self._render_cards(config), torch.ones(len(self), dtype=torch.bool)
         else:
-            pixels = self._decode(paths, _setting(config, "content_cache_dir", "saved/content_cache"))
+            with rank_zero_first():  # a distributed run's rank 0 decodes and caches; the others read its cache
+                pixels = self._decode(paths, _setting(config, "content_cache_dir", "saved/content_cache"))
         self.has_image[0] = False
         self.images = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
         self.fingerprint = hashlib.sha256(pixels.tobytes() + json.dumps(self.texts).encode()).hexdigest()

@@ -15,9 +15,14 @@ For every evaluated user (one row of the evaluation batch) it records:
 
 ``gen.catalog`` holds every item's embedding and ``gen.has_content`` which items have real content
 (not a placeholder), both set once per run.
+
+In a distributed run each process evaluates its share of the users; the generative metrics are not
+means over users (FD, Diversity, PersonalLift), so every process gathers what all processes collected,
+in the evaluated data's row order and each user once (:func:`merge_users`), before they are computed.
 """
 
 import torch
+import torch.distributed
 from recbole.evaluator import Collector
 
 from recbole_gen.compat import data_struct_to_cpu
@@ -46,11 +51,56 @@ def _pairs(padded, offset):
     return torch.stack([rows + offset, padded[rows, columns]], dim=1)
 
 
+def gather_objects(value):
+    """``value`` of every process of the distributed run, in rank order (pickled between the run's own processes)."""
+    gathered = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(gathered, value)
+    return gathered
+
+
+def first_occurrences(rows_per_process):
+    """For each process, which of its users to keep so that every row of the evaluated data counts once:
+    RecBole's DistributedSampler pads the processes' shares to one length with the first rows again."""
+    seen, keep = set(), []
+    for rows in rows_per_process:
+        mask = []
+        for row in rows.tolist():
+            mask.append(row not in seen)
+            seen.add(row)
+        keep.append(torch.tensor(mask, dtype=torch.bool))
+    return keep
+
+
+def _global_pairs(pairs, rows, keep):
+    pairs = pairs[keep[pairs[:, 0]]]
+    return torch.stack([rows[pairs[:, 0]], pairs[:, 1]], dim=1)
+
+
+def merge_users(parts):
+    """Every process's collected users as one process would have collected them. ``parts``: per process,
+    ``rows`` ``(U,)`` (the evaluated data's row of each of its users, in collection order) and its
+    :data:`PER_BATCH_KEYS` (CPU tensors, pairs indexed by its own users). Returns those keys with the users
+    in row order, each once."""
+    keep = first_occurrences([part["rows"] for part in parts])
+    rows = torch.cat([part["rows"][users] for part, users in zip(parts, keep)])
+    if not torch.equal(rows.sort().values, torch.arange(len(rows))):
+        raise ValueError(f"the processes evaluated rows {sorted(set(rows.tolist()))}, not every row 0..{len(rows) - 1} once")
+    order = torch.argsort(rows)
+    merged = {key: torch.cat([part[key][users] for part, users in zip(parts, keep)])[order] for key in ("gen.shown", "gen.copied")}
+    for key in ("gen.target", "gen.history"):
+        pairs = torch.cat([_global_pairs(part[key], part["rows"], users) for part, users in zip(parts, keep)])
+        merged[key] = pairs[torch.argsort(pairs[:, 0], stable=True)]  # by user, each user's pairs in their order
+    return merged
+
+
 class GenerativeCollector(Collector):
     def __init__(self, config):
         super().__init__(config)
         self.history_field = config["ITEM_ID_FIELD"] + config["LIST_SUFFIX"]
         self._n_users = 0  # users collected so far in this evaluation
+        # Set by the trainer before a distributed evaluation: the evaluated data's row (user) of each user this
+        # process is dealt, in order (the DistributedSampler's indices); None in one process.
+        self.eval_rows = None
 
     @property
     def needs_catalog(self):
@@ -89,6 +139,12 @@ class GenerativeCollector(Collector):
 
     def get_data_struct(self):
         returned_struct = data_struct_to_cpu(self.data_struct)
+        if self.eval_rows is not None and self.needs_catalog:
+            if self._n_users != len(self.eval_rows):
+                raise RuntimeError(f"collected {self._n_users} users but this process was dealt {len(self.eval_rows)}")
+            local = {"rows": self.eval_rows, **{key: returned_struct.get(key) for key in PER_BATCH_KEYS}}
+            for key, value in merge_users(gather_objects(local)).items():
+                returned_struct.set(key, value)
         for key in _RECBOLE_BATCH_KEYS + PER_BATCH_KEYS:
             if key in self.data_struct:
                 del self.data_struct[key]

@@ -16,6 +16,9 @@ def get_trainer(model_type, model_name, config=None):
     generative metrics."""
     stage_key, stage_trainer = STAGES.get(model_name, (None, None))
     if config is not None and stage_key and config[stage_key]:
+        if not config["single_spec"]:  # its own training loop steps each process's optimizer alone
+            raise ValueError(f"config key '{stage_key}' starts {stage_trainer.__name__}, which does not synchronise "
+                             "gradients across processes yet: run that stage in one process (nproc 1)")
         return stage_trainer
     trainer_class = globals().get(f"{model_name}Trainer") or recbole.utils.get_trainer(model_type, model_name)
     return with_generative_evaluation(trainer_class)

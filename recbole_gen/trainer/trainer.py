@@ -8,7 +8,11 @@
 - reads and writes checkpoints without pickled objects, atomically (see compat.py);
 - after every validation writes a resume state (``<checkpoint>-resume.pth``: model, optimizer, early
   stopping counters and every random stream, the training loader's shuffling included), from which
-  :meth:`resume_checkpoint` continues a run exactly where it stopped.
+  :meth:`resume_checkpoint` continues a run exactly where it stopped;
+- in a distributed run (RecBole's DDP, docs/distributed.md): logs the training loss averaged over the
+  processes, computes the generative metrics on every process's users gathered (RecBole's own metrics
+  keep RecBole's average over processes) and writes checkpoints, galleries and tensorboard from the first
+  process of each machine only.
 """
 
 import functools
@@ -22,11 +26,13 @@ from recbole.data.interaction import Interaction
 from recbole.trainer import Trainer
 from recbole.utils import EvaluatorType, set_color
 
-from recbole_gen.compat import load_checkpoint, save_checkpoint
+from recbole_gen.compat import distributed_trainer, load_checkpoint, save_checkpoint
 from recbole_gen.data.item_content import item_content
-from recbole_gen.evaluator.collector import COPIED_FIELD, SHOWN_FIELD, GenerativeCollector, pad_pairs
+from recbole_gen.evaluator.collector import (COPIED_FIELD, SHOWN_FIELD, GenerativeCollector, first_occurrences,
+                                             gather_objects, pad_pairs)
 from recbole_gen.evaluator.encoder import catalog_encoder
 from recbole_gen.evaluator.gallery import gallery_image, select_rows
+from recbole_gen.evaluator.metrics import GENERATIVE_METRICS
 from recbole_gen.fidelity.guard import GuardResult, pass_rates
 from recbole_gen.model.sampling import split_seed
 from recbole_gen.pipeline import request_guard
@@ -72,7 +78,13 @@ def resume_file_of(checkpoint_file):
 
 class GenerativeEvaluationMixin:
     def __init__(self, config, model):
-        super().__init__(config, model)
+        with distributed_trainer(config):
+            super().__init__(config, model)
+        if not config["single_spec"]:
+            # Each process names the checkpoint by its own clock; all must load the file the first one writes.
+            names = [self.saved_model_file]
+            torch.distributed.broadcast_object_list(names, src=0)
+            self.saved_model_file = names[0]
         self.eval_collector = GenerativeCollector(config)
         self.catalog = None  # CatalogSpace, once the first evaluation needs it
         self._resume_state = None  # what fit() restores before its first epoch
@@ -149,17 +161,42 @@ class GenerativeEvaluationMixin:
 
         return super().fit(train_data, valid_data, verbose, saved, show_progress, after_validation)
 
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        losses = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        if self.config["single_spec"]:
+            return losses
+        # Each process trained on its share of the batches: log and compare the mean over processes.
+        values = torch.tensor(losses if isinstance(losses, tuple) else [losses], dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(values)
+        values = (values / torch.distributed.get_world_size()).tolist()
+        return tuple(values) if isinstance(losses, tuple) else values[0]
+
     # -- evaluation --------------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         if not eval_data:
             return None
+        distributed = not self.config["single_spec"]
         if load_best_model:
+            if distributed:
+                torch.distributed.barrier()  # the first process may still be writing the best checkpoint
             checkpoint_file = model_file or self.saved_model_file
             self._load_model_state(load_checkpoint(checkpoint_file, map_location=self.device))
             self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
         self.prepare_catalog(eval_data._dataset)
+        self.eval_collector.eval_rows = torch.tensor(list(eval_data.sampler)) if distributed else None
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+
+    def _map_reduce(self, result, num_sample):
+        """RecBole's average over processes for RecBole's own metrics. The generative metrics were computed on
+        the users of all processes (see ``GenerativeCollector``): every process holds the run's value, and
+        rank 0's is kept, so that all processes stop early together."""
+        recbole_metrics = {name for name, metric in self.evaluator.metric_class.items() if not isinstance(metric, GENERATIVE_METRICS)}
+        averaged = {key: value for key, value in result.items() if key.split("@")[0] in recbole_metrics}
+        averaged = super()._map_reduce(averaged, num_sample) if averaged else {}
+        whole = [{key: value for key, value in result.items() if key not in averaged}]
+        torch.distributed.broadcast_object_list(whole, src=0)
+        return {key: averaged[key] if key in averaged else whole[0][key] for key in result}
 
     def prepare_catalog(self, dataset):
         """Embed the catalog (fitting the item encoder if needed) once per run, before the first evaluation."""
@@ -302,7 +339,7 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
             if result is None:
                 return None
             if self._fidelity_results:
-                rates = pass_rates(GuardResult.concatenate(self._fidelity_results))
+                rates = pass_rates(self._fidelity_result())
                 result.update({f"fidelity.{name}": rate for name, rate in rates.items() if name not in ("n_images", "n_passed")})
                 self.logger.info(set_color("fidelity checks", "yellow") + f": {rates}")
             if self.phase == "test" and self.eval_collector.needs_catalog:
@@ -313,6 +350,21 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
             return result
         finally:
             self.phase = previous
+
+    def _fidelity_result(self):
+        """The fidelity verdicts of this evaluation's images; in a distributed run those of every process,
+        each user's once."""
+        result = GuardResult.concatenate(self._fidelity_results)
+        rows = self.eval_collector.eval_rows
+        if rows is None:
+            return result
+        parts = gather_objects((rows, result))
+        kept = []
+        for (rows, part), users in zip(parts, first_occurrences([rows for rows, _ in parts])):
+            images = users.repeat_interleave(len(part.passed) // len(rows))  # each user's samples are adjacent
+            kept.append(GuardResult(passed=part.passed[images], verdicts={
+                name: [verdict for verdict, keep in zip(verdicts, images.tolist()) if keep] for name, verdicts in part.verdicts.items()}))
+        return GuardResult.concatenate(kept)
 
     def tokenizer_ceiling(self, eval_data):
         """The metrics of a perfect generator with this tokenizer: every user is shown the reconstruction
@@ -326,7 +378,9 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
     def write_gallery(self, eval_data):
         config = self.config
         dataset = eval_data._dataset
-        content = item_content(config, dataset)
+        content = item_content(config, dataset)  # in every process: building it may wait for the first one's cache
+        if not self._writes_files():
+            return
         rows = select_rows(config["gallery_users"], len(dataset.inter_feat), config["seed"])
         interaction = dataset.inter_feat[rows].to(self.device)
         users = dataset.id2token(config["USER_ID_FIELD"], interaction[config["USER_ID_FIELD"]].cpu())
