@@ -145,6 +145,7 @@ CONFIG_TYPES = {
     "tokenizer_block_out_channels": list,
     "tokenizer_codebook_size": int,
     "tokenizer_fit_epochs": int,
+    "tokenizer_fit_restart_codes": bool,
     "generator_path": _OPTIONAL_STR,
     "gen_hidden_size": int,
     "gen_layers": int,

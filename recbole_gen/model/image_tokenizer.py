@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from diffusers import VQModel
 from torch import nn
 
+from recbole_gen.evaluator.image_quality import pixel_fidelity
 from recbole_gen.fitting import cached_fit, fit_minibatches
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ _FIT_KEYS = (
     "tokenizer_fit_epochs",
     "tokenizer_fit_batch_size",
     "tokenizer_fit_learning_rate",
+    "tokenizer_fit_restart_codes",
     "seed",
 )
 FIT_LOG = "fit_log.json"
@@ -151,6 +153,30 @@ def build_vq_model(config):
     )
 
 
+class _DeadCodeRestart:
+    """Codebook vectors no latent chose during an epoch are moved onto random encoder latents of the epoch's
+    last batch (Dhariwal et al. 2020, "Jukebox"; Zeghidour et al. 2021, "SoundStream"): an unused code
+    otherwise never gets a gradient, so a codebook trained from scratch leaves most of its codes dead."""
+
+    def __init__(self, quantizer, steps_per_epoch, generator):
+        self.quantizer, self.steps_per_epoch, self.generator = quantizer, steps_per_epoch, generator
+        self.counts = torch.zeros(quantizer.n_e, dtype=torch.long)
+        self.steps = 0
+
+    @torch.no_grad()
+    def step(self, codes, latents):
+        self.counts += torch.bincount(codes.flatten().cpu(), minlength=len(self.counts))
+        self.steps += 1
+        if self.steps % self.steps_per_epoch:
+            return
+        dead = torch.nonzero(self.counts == 0).flatten()
+        if len(dead):
+            candidates = latents.detach().permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
+            pick = torch.randint(len(candidates), (len(dead),), generator=self.generator)
+            self.quantizer.embedding.weight[dead.to(candidates.device)] = candidates[pick.to(candidates.device)]
+        self.counts.zero_()
+
+
 @torch.enable_grad()  # GenRec may be built inside RecBole's no_grad evaluation
 def fit_tokenizer(config, content, out_dir):
     """Train a ``VQModel`` from scratch to reconstruct the catalog's images (MSE + commitment loss); save to ``out_dir``."""
@@ -164,14 +190,20 @@ def fit_tokenizer(config, content, out_dir):
         raise ValueError("the image tokenizer needs at least one catalog item with an image to train on")
     pixels = tokenizer.to_pixels(content.images[items])
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["tokenizer_fit_learning_rate"])
+    restart = _DeadCodeRestart(model.quantize, -(-len(pixels) // config["tokenizer_fit_batch_size"]), generator) \
+        if config["tokenizer_fit_restart_codes"] else None
 
     def step(batch):
         pixel_batch = pixels[batch]
-        output = model(pixel_batch)
-        loss = F.mse_loss(output.sample, pixel_batch) + output.commit_loss.mean()
+        latents = model.encode(pixel_batch).latents
+        quantized, commit_loss, (_, _, codes) = model.quantize(latents)
+        reconstruction = model.decode(quantized, force_not_quantize=True).sample
+        loss = F.mse_loss(reconstruction, pixel_batch) + commit_loss.mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        if restart is not None:
+            restart.step(codes, latents)
         return loss.item()
 
     losses = fit_minibatches(
@@ -184,16 +216,20 @@ def fit_tokenizer(config, content, out_dir):
     target = content.images[items].float()
     if reconstruction.shape[-1] != target.shape[-1]:
         target = F.interpolate(target, size=reconstruction.shape[-2:], mode="bicubic", antialias=True)
+    target = target.clamp(0, 255)
+    fidelity = pixel_fidelity(target.round().to(torch.uint8), reconstruction.to(torch.uint8))
     fit_log = {
         "fit": _fit_settings(config),
         "loss_per_epoch": losses,
-        "reconstruction_mse_uint8": F.mse_loss(reconstruction, target.clamp(0, 255)).item(),
+        "reconstruction_mse_uint8": F.mse_loss(reconstruction, target).item(),
+        "reconstruction": fidelity,
         "codebook_usage": len(torch.unique(codes)) / tokenizer.codebook_size,
     }
     logger.info(
         f"Fitted image tokenizer on {len(items)} items: loss {losses[0]:.4f} -> {losses[-1]:.4f}, "
-        f"reconstruction MSE {fit_log['reconstruction_mse_uint8']:.1f} (uint8 scale), "
-        f"codebook usage {fit_log['codebook_usage']:.2f}"
+        f"reconstruction MSE {fit_log['reconstruction_mse_uint8']:.1f} (uint8 scale), PSNR {fidelity['psnr']:.2f} dB, "
+        f"SSIM {fidelity['ssim']:.3f}, MS-SSIM {fidelity['ms_ssim']:.3f} ({fidelity['ms_ssim_scales']} scales) at "
+        f"{tokenizer.image_size} px, codebook usage {fit_log['codebook_usage']:.2f}"
     )
     model.save_pretrained(out_dir)
     with open(os.path.join(out_dir, FIT_LOG), "w") as f:
