@@ -41,7 +41,9 @@ import torch
 REFERENCES = ["RandomItem", "PopItem", "LastItem", "TargetItem"]
 CHEATS = {"TargetItem"}
 COLUMNS = ["recall@10", "ndcg@10", "targetsim", "personallift", "historysim", "genrecall@10", "novelty", "diversity",
-           "fd", "catalogfd", "copyshare", "nearcopyshare", "noveltargetsim"]
+           "fd", "catalogfd", "copyshare", "nearcopyshare", "noveltargetsim",
+           # pixel fidelity at the tokenizer's size (recbole_gen.evaluator.image_quality): generators and the ceiling
+           "blurratio", "tokenizer.psnr", "tokenizer.ssim", "tokenizer.ms_ssim"]
 # GenRec's variants (see the module docstring); those in BUILT_ON_GENREC start from the GenRec row's checkpoint.
 VARIANTS = ("bestof", "rl", "diffusion")
 BUILT_ON_GENREC = {"bestof", "rl"}

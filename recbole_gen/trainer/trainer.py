@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from recbole.data.interaction import Interaction
 from recbole.trainer import Trainer
 from recbole.utils import EvaluatorType, set_color
@@ -32,6 +33,7 @@ from recbole_gen.evaluator.collector import (COPIED_FIELD, SHOWN_FIELD, Generati
                                              gather_objects, pad_pairs)
 from recbole_gen.evaluator.encoder import catalog_encoder
 from recbole_gen.evaluator.gallery import gallery_image, select_rows
+from recbole_gen.evaluator.image_quality import pixel_fidelity, sharpness
 from recbole_gen.evaluator.metrics import GENERATIVE_METRICS
 from recbole_gen.fidelity.guard import GuardResult, pass_rates
 from recbole_gen.model.sampling import split_seed
@@ -265,6 +267,8 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
         self._reward_model = None
         self._guard = None
         self._fidelity_results = []
+        self._sharpness = []
+        self._catalog_images = None
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         self.epoch = epoch_idx
@@ -299,6 +303,10 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
             self.reward_model(dataset)
         if self.config["eval_fidelity"] and self._guard is None:
             self._guard = request_guard(self.config, self.model, dataset, self._reward_model)
+        if self._catalog_images is None:
+            images = item_content(self.config, dataset).images[self.model.has_image.cpu()]
+            size = self.model.tokenizer.image_size
+            self._catalog_images = F.interpolate(images.float(), size=(size, size), mode="area").round().to(torch.uint8)
 
     def eval_generation(self, interaction):
         """``(generation, k)``: the k images shown to each row of ``interaction`` in this evaluation."""
@@ -321,6 +329,7 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
             scores[history_index] = -np.inf
         if self._guard is not None and not self._show_ceiling:
             self._fidelity_results.append(self._guard(generation.images))
+        self._sharpness.append(sharpness(generation.images.cpu()).view(len(interaction), samples).mean(dim=1))
         if self.eval_collector.needs_catalog:
             shown = self.catalog.encoder.encode_images(generation.images)
             copied = self.model.copied_items(generation.codes) > 0
@@ -335,7 +344,7 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
         previous, self.phase = self.phase, split or self.phase
         self._fidelity_results = []
         try:
-            result = super().evaluate(eval_data, load_best_model, model_file, show_progress)
+            result = self._evaluate_with_blur(eval_data, load_best_model, model_file, show_progress)
             if result is None:
                 return None
             if self._fidelity_results:
@@ -350,6 +359,20 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
             return result
         finally:
             self.phase = previous
+
+    def _evaluate_with_blur(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        """RecBole's evaluate, plus ``blurratio``: the shown images' mean Laplacian variance over the catalog
+        images' at the tokenizer's size (:mod:`recbole_gen.evaluator.image_quality`; 1 = as sharp)."""
+        self._sharpness = []
+        result = GenerativeEvaluationMixin.evaluate(self, eval_data, load_best_model, model_file, show_progress)
+        if result is not None and self._sharpness:
+            per_user = torch.cat(self._sharpness)
+            rows = self.eval_collector.eval_rows
+            if rows is not None:  # distributed: every process's users, each once
+                parts = gather_objects((rows, per_user))
+                per_user = torch.cat([part[keep] for (_, part), keep in zip(parts, first_occurrences([r for r, _ in parts]))])
+            result["blurratio"] = (per_user.mean() / sharpness(self._catalog_images).mean().clamp(min=1e-12)).item()
+        return result
 
     def _fidelity_result(self):
         """The fidelity verdicts of this evaluation's images; in a distributed run those of every process,
@@ -368,12 +391,16 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
 
     def tokenizer_ceiling(self, eval_data):
         """The metrics of a perfect generator with this tokenizer: every user is shown the reconstruction
-        of their own next item."""
+        of their own next item; with the tokenizer's PSNR, SSIM and MS-SSIM on the catalog's images."""
         self._show_ceiling = True
         try:
-            return GenerativeEvaluationMixin.evaluate(self, eval_data, load_best_model=False)
+            result = self._evaluate_with_blur(eval_data, load_best_model=False)
         finally:
             self._show_ceiling = False
+        tokenizer = self.model.tokenizer
+        fidelity = pixel_fidelity(self._catalog_images, tokenizer.decode(self.model.item_codes[self.model.has_image]))
+        result.update({f"tokenizer.{name}": value for name, value in fidelity.items() if name != "ms_ssim_scales"})
+        return result
 
     def write_gallery(self, eval_data):
         config = self.config

@@ -2,11 +2,14 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 from transformers import GenerationConfig
 
 from recbole_gen.config import Config
+from recbole_gen.data.item_content import item_content
+from recbole_gen.evaluator.image_quality import blur_ratio, pixel_fidelity
 from recbole_gen.model.sampling import split_seed
 from recbole_gen.model.sequential_recommender.genrec import GenRec
 from recbole_gen.quick_start import load_data_and_model, run_recbole_gen
@@ -118,16 +121,24 @@ def test_run_scores_k_generated_images_per_user_and_writes_galleries(genrec_conf
     model = trainer.model.eval()
     test_seed = split_seed(trainer.config["eval_seed"], "test")
     assert test_seed != split_seed(trainer.config["eval_seed"], "valid")
-    sims = []
+    sims, images = [], []
     with torch.no_grad():
         for interaction, _, _, positive_i in trainer_test_data(trainer):
             generation = model.generate(interaction, num_samples=3, seed=test_seed)
             generated = trainer.catalog.encoder.encode_images(generation.images).view(len(interaction), 3, -1)
             assert (generated.flatten(0, 1) @ catalog.T).max() < 0.9999
             sims.append((generated * catalog[positive_i].unsqueeze(1)).sum(-1).mean(1))
+            images.append(generation.images)
     assert abs(torch.cat(sims).mean().item() - result["test_result"]["targetsim"]) < 1e-5
+    # the blur ratio: the shown images' sharpness over the catalog's, both at the tokenizer's 16 px
+    content = item_content(trainer.config, trainer_test_data(trainer)._dataset)
+    catalog_images = F.interpolate(content.images[model.has_image].float(), size=(16, 16), mode="area").round().to(torch.uint8)
+    assert result["test_result"]["blurratio"] == pytest.approx(blur_ratio(torch.cat(images), catalog_images), rel=1e-4)
     ceiling = trainer.ceiling_result
     assert ceiling["recall@10"] == 1.0  # the oracle's own reconstruction is nearest to its target
+    reconstructions = model.tokenizer.decode(model.item_codes[model.has_image])
+    assert ceiling["tokenizer.ssim"] == pytest.approx(pixel_fidelity(catalog_images, reconstructions)["ssim"])
+    assert 0 < ceiling["blurratio"] and 0 < ceiling["tokenizer.psnr"] and 0 < ceiling["tokenizer.ms_ssim"] <= 1
 
 
 def test_sampled_evaluation_is_refused(genrec_config):
