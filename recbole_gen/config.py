@@ -139,6 +139,7 @@ CONFIG_TYPES = {
     "rec_loss_weight": _NUMBER,
     "n_cond_tokens": int,
     "n_history_images": int,
+    "gen_max_positions": (int, type(None)),
     "cond_dropout_prob": _NUMBER,
     "tokenizer_path": _OPTIONAL_STR,
     "tokenizer_image_size": int,

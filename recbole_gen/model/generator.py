@@ -97,16 +97,29 @@ class JanusGenerator(ImageGenerator):
         return []
 
 
-def small_llama_config(config, codebook_size):
-    """The from-scratch generator's shape, from the ``gen_*`` config keys."""
+def sequence_length(config, n_codes):
+    """Positions the generator reads: the condition tokens (user, history images, instruction) and the codes."""
+    return config["n_cond_tokens"] + config["n_history_images"] + config["n_instruction_tokens"] + n_codes
+
+
+def small_llama_config(config, tokenizer):
+    """The from-scratch generator's shape, from the ``gen_*`` config keys; ``gen_max_positions`` ~ = the
+    sequence length the tokenizer's code count gives (so a larger image rung needs no other key)."""
+    needed = sequence_length(config, tokenizer.n_tokens)
+    positions = config["gen_max_positions"] or needed
+    if positions < needed:
+        raise ValueError(
+            f"config key 'gen_max_positions' = {positions} is below the {needed} positions a sequence takes "
+            f"({tokenizer.n_tokens} codes per image plus the condition tokens); set it to ~ to derive it"
+        )
     return LlamaConfig(
-        vocab_size=codebook_size,
+        vocab_size=tokenizer.codebook_size,
         hidden_size=config["gen_hidden_size"],
         intermediate_size=config["gen_intermediate_size"],
         num_hidden_layers=config["gen_layers"],
         num_attention_heads=config["gen_heads"],
         num_key_value_heads=config["gen_heads"],
-        max_position_embeddings=config["gen_max_positions"],
+        max_position_embeddings=positions,
         tie_word_embeddings=False,
     )
 
@@ -164,7 +177,7 @@ def build_generator(config, content):
     path = config["generator_path"]
     if path is None:
         tokenizer = load_vq_tokenizer(config, content)
-        generator = CausalLMGenerator(LlamaForCausalLM(small_llama_config(config, tokenizer.codebook_size)), tokenizer)
+        generator = CausalLMGenerator(LlamaForCausalLM(small_llama_config(config, tokenizer)), tokenizer)
     else:
         if not os.path.isfile(os.path.join(path, "config.json")):
             raise FileNotFoundError(

@@ -1,5 +1,7 @@
 """GenRec on a tiny dataset with tiny tokenizer, generator and user encoder, all built in the test."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -219,3 +221,14 @@ def test_a_split_is_scored_from_its_own_stream_inside_and_outside_training(genre
     assert dict(again) == dict(result["best_valid_result"])  # the validation that chose the checkpoint, reproduced
     as_test = trainer.evaluate(valid_data, load_best_model=False, split="test")
     assert as_test["targetsim"] != again["targetsim"]  # the test stream draws other images
+
+
+def test_the_generators_positions_follow_the_tokenizers_code_count(genrec_config):
+    # one more tokenizer block halves the image side per code: 16 px at 2x downsampling = 64 codes, at 4x = 16
+    for channels, codes in (([8, 16], 64), ([8, 16, 16], 16)):
+        _, model, train_data, _ = build({**genrec_config, "tokenizer_block_out_channels": channels})
+        assert model.tokenizer.n_tokens == codes
+        assert model.generator.lm.config.max_position_embeddings == 2 + 2 + codes  # user tokens, history images, codes
+        assert math.isfinite(train_steps(model, train_data, 1)[0])
+    with pytest.raises(ValueError, match="'gen_max_positions' = 10 is below the 68 positions"):
+        build({**genrec_config, "gen_max_positions": 10})
