@@ -1,5 +1,5 @@
 """Blocked metrics equal their straightforward (users x users, users x items) computation for any block size,
-and never build an intermediate larger than a block."""
+never build an intermediate larger than a block, and RandomItem scores need no user x item table."""
 
 import math
 from pathlib import Path
@@ -7,9 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from recbole.data import create_dataset, data_preparation
+from recbole.data.interaction import Interaction
 from recbole.evaluator.collector import DataStruct
 
+from recbole_gen.config import Config
 from recbole_gen.evaluator import metrics
+from recbole_gen.quick_start import build_model
+from recbole_gen.utils import get_model
 
 # 1 (one element per tile), sizes that divide none of the counts, and one larger than every matrix.
 BLOCK_SIZES = [1, 5, 7, 64, 333, 10**9]
@@ -221,3 +226,37 @@ def test_the_functions_default_block_size_is_evaluation_yamls():
     # Read from the checkout's file: an editable install may map recbole_gen.properties to another one.
     with open(Path(__file__).parents[2] / "properties" / "evaluation.yaml", encoding="utf-8") as f:
         assert yaml.safe_load(f)["eval_block_size"] == metrics.DEFAULT_BLOCK_SIZE
+
+
+# -- RandomItem ---------------------------------------------------------------------------------------------
+
+def _random_item(fast_config, seed):
+    config = Config(model="RandomItem", dataset="tiny", config_dict={**fast_config, "seed": seed})
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    return config, train_data._dataset, get_model("RandomItem")(config, train_data._dataset)
+
+
+def _scores(model, users):
+    return model.full_sort_predict(Interaction({model.USER_ID: torch.tensor(users)}))
+
+
+def test_random_item_scores_depend_on_the_user_not_the_batch_and_are_seeded(fast_config):
+    _, dataset, model = _random_item(fast_config, seed=3)
+    everyone = _scores(model, list(range(1, dataset.user_num)))
+    assert everyone.shape == (dataset.user_num - 1, dataset.item_num)
+    assert ((everyone >= 0) & (everyone < 1)).all()
+    assert torch.equal(_scores(model, [7, 2, 7]), everyone[[6, 1, 6]])  # any batch, order or repetition
+    assert torch.equal(_scores(model, [2]), everyone[[1]])
+    assert len(torch.unique(everyone.argmax(dim=1))) > 1  # users get different random rankings
+    assert list(model.buffers()) == [] and model.state_dict() == {}  # no user x item table, stored or saved
+    assert torch.equal(_scores(_random_item(fast_config, seed=3)[2], [2, 5]), everyone[[1, 4]])
+    assert not torch.equal(_scores(_random_item(fast_config, seed=4)[2], [2, 5]), everyone[[1, 4]])
+
+
+def test_an_old_random_item_checkpoint_with_its_score_table_still_loads(fast_config, caplog):
+    config, dataset, model = _random_item(fast_config, seed=3)
+    old_table = torch.rand(dataset.user_num, dataset.item_num)
+    checkpoint = {"state_dict": {"scores": old_table}, "other_parameter": None, "config": {"external": {}}}
+    loaded = build_model(config, dataset, checkpoint)
+    assert "ignored" in caplog.text and "'scores'" in caplog.text
+    assert torch.equal(_scores(loaded, [2, 5]), _scores(model, [2, 5]))
