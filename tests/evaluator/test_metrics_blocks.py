@@ -13,6 +13,7 @@ from recbole.evaluator.collector import DataStruct
 
 from recbole_gen.config import Config
 from recbole_gen.evaluator import metrics
+from recbole_gen.model.sequential_recommender import randomitem
 from recbole_gen.quick_start import build_model
 from recbole_gen.utils import get_model
 
@@ -240,13 +241,15 @@ def _scores(model, users):
     return model.full_sort_predict(Interaction({model.USER_ID: torch.tensor(users)}))
 
 
-def test_random_item_scores_depend_on_the_user_not_the_batch_and_are_seeded(fast_config):
+def test_random_item_scores_depend_on_the_user_not_the_batch_and_are_seeded(fast_config, monkeypatch):
     _, dataset, model = _random_item(fast_config, seed=3)
     everyone = _scores(model, list(range(1, dataset.user_num)))
     assert everyone.shape == (dataset.user_num - 1, dataset.item_num)
     assert ((everyone >= 0) & (everyone < 1)).all()
     assert torch.equal(_scores(model, [7, 2, 7]), everyone[[6, 1, 6]])  # any batch, order or repetition
     assert torch.equal(_scores(model, [2]), everyone[[1]])
+    monkeypatch.setattr(randomitem, "HASHED_ELEMENTS", 2 * dataset.item_num + 1)  # hashed two users at a time
+    assert torch.equal(_scores(model, list(range(1, dataset.user_num))), everyone)
     assert len(torch.unique(everyone.argmax(dim=1))) > 1  # users get different random rankings
     assert list(model.buffers()) == [] and model.state_dict() == {}  # no user x item table, stored or saved
     assert torch.equal(_scores(_random_item(fast_config, seed=3)[2], [2, 5]), everyone[[1, 4]])
