@@ -9,8 +9,15 @@ targets all lack content takes no part in the target-based metrics.
 
 Cosines are linear in each unit vector, so a user's mean similarity over k shown items and |T_u|
 targets is the dot product of the means: g_u = mean_j g_uj, t_u = mean_{i in T_u} e_i.
+
+Memory: nothing here builds a users x users or users x catalog matrix. Products of that shape are
+computed tile by tile, each intermediate holding at most ``block_size`` elements (config
+``eval_block_size``; one row's worth if a single row is larger), so evaluation memory grows with
+users x d and items x d only. Every blocked result equals the unblocked one up to float64 rounding
+(ranks exactly).
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,10 +28,29 @@ from recbole.utils import EvaluatorType
 
 # A covariance product's eigenvalues below -RESIDUE * (largest) are not rounding: the inputs are broken.
 RESIDUE_TOLERANCE = 1e-6
+# Elements of the largest intermediate a blocked metric builds (float64: 8 MiB); eval_block_size's default.
+DEFAULT_BLOCK_SIZE = 1_048_576
+# Cosines closer than this are ties: float64 dot products of unit vectors computed in different orders
+# (a matrix product vs a row-wise sum, or tiles of different shapes) differ by less than 1e-13.
+TIE_TOLERANCE = 1e-12
 
 
 def _unit(x):
     return F.normalize(x.double(), dim=-1)
+
+
+def _blocks(count, size):
+    """Consecutive slices of at most ``size`` covering ``range(count)``."""
+    return [slice(start, min(start + size, count)) for start in range(0, count, size)]
+
+
+def _tile(n_rows, n_cols, block_size, dim):
+    """``(rows, cols)`` of the tiles of an ``n_rows x n_cols`` similarity matrix between ``dim``-vectors: at
+    most ``block_size`` similarities and gathered row vectors per tile (at least one of each). Tiles are
+    about square where the sizes allow, so each product is a matrix product, not a vector sweep."""
+    side = max(1, math.isqrt(block_size))
+    cols = max(1, min(n_cols, block_size // max(1, min(n_rows, side))))
+    return max(1, min(n_rows, block_size // max(cols, dim))), cols
 
 
 @dataclass
@@ -82,61 +108,87 @@ def history_sim(inputs):
     return per_user.mean().item() if len(per_user) else float("nan")
 
 
-def bootstrap_interval(values, level=0.95, n_resamples=2000, seed=0):
-    """Percentile bootstrap interval of the mean of ``values`` (resampling users)."""
+def bootstrap_interval(values, level=0.95, n_resamples=2000, seed=0, block_size=DEFAULT_BLOCK_SIZE):
+    """Percentile bootstrap interval of the mean of ``values`` (resampling users), drawing the resamples
+    in blocks of at most ``block_size`` indices (at least one resample): the draws are those of a single
+    ``n_resamples x len(values)`` draw."""
     generator = torch.Generator().manual_seed(seed)
     values = values.double()
-    index = torch.randint(len(values), (n_resamples, len(values)), generator=generator)
-    means = values[index].mean(dim=1)
+    rows = max(1, block_size // max(1, len(values)))
+    means = torch.cat([values[torch.randint(len(values), (block.stop - block.start, len(values)), generator=generator)].mean(dim=1)
+                       for block in _blocks(n_resamples, rows)])
     tail = (1 - level) / 2
     return means.quantile(tail).item(), means.quantile(1 - tail).item()
 
 
-def personal_lift_per_user(inputs, n_samples, seed):
+def personal_lift_per_user(inputs, n_samples, seed, block_size=DEFAULT_BLOCK_SIZE):
     """sim(g_u, t_u) - mean_{v in S_u} sim(g_v, t_u) for each user u with a target, S_u a seeded sample of
     ``n_samples`` other users (all of them if fewer). A user's k shown items enter through their mean, so
-    the per-user terms, and a bootstrap over users of them, account for the k samples."""
+    the per-user terms, and a bootstrap over users of them, account for the k samples.
+
+    Against all others the sum over v is one dot product with sum_v g_v; sampled others are gathered for
+    blocks of users (at most ``block_size`` gathered elements, at least one user). Each user's sample is
+    a prefix of its own ``randperm`` of the other users, drawn in user order from one generator."""
     targets, counts = inputs.user_means(inputs.target)
     users = torch.nonzero(counts > 0).flatten()
     n_users = inputs.n_users
     if n_users < 2 or len(users) == 0:
         return torch.zeros(0, dtype=torch.double)
-    sims = targets[users] @ inputs.mean_shown.T  # sims[i, v] = sim(g_v, t_{users[i]})
-    own = sims.gather(1, users.unsqueeze(1)).squeeze(1)
+    means, targets = inputs.mean_shown, targets[users]
+    own = (means[users] * targets).sum(dim=1)
     if n_samples >= n_users - 1:
-        others = (sims.sum(dim=1) - own) / (n_users - 1)
-    else:
-        generator = torch.Generator().manual_seed(seed)
+        return own - (targets @ means.sum(dim=0) - own) / (n_users - 1)
+    generator = torch.Generator().manual_seed(seed)
+    others = torch.empty(len(users), dtype=torch.double)
+    for block in _blocks(len(users), max(1, block_size // (n_samples * means.shape[1]))):
         # Draw from the n_users - 1 other users: offsets 1..n_users-1 from u, modulo n_users.
-        offsets = torch.stack([torch.randperm(n_users - 1, generator=generator)[:n_samples] + 1 for _ in range(len(users))])
-        others = sims.gather(1, (users.unsqueeze(1) + offsets) % n_users).mean(dim=1)
+        offsets = torch.stack([torch.randperm(n_users - 1, generator=generator)[:n_samples] + 1
+                               for _ in range(block.stop - block.start)])
+        sampled = means[(users[block].unsqueeze(1) + offsets) % n_users]  # (b, n_samples, d)
+        others[block] = (sampled @ targets[block].unsqueeze(-1)).squeeze(-1).mean(dim=1)
     return own - others
 
 
-def target_ranks(inputs, chunk=4096):
+def target_ranks(inputs, block_size=DEFAULT_BLOCK_SIZE):
     """``(M, k)``: for each target pair (u, i) and shown item j of u, the 1-based rank of i among the catalog
-    items with content, by similarity to g_uj (1 + the number strictly closer)."""
+    items with content, by similarity to g_uj: 1 + the number of items closer by more than
+    ``TIE_TOLERANCE`` (so neither i itself nor an item with i's embedding counts, whatever the rounding).
+    Computed over tiles of at most ``block_size`` similarities or gathered elements (at least one pair's
+    k shown items)."""
     candidates = inputs.candidates
     users, items = inputs.target[:, 0], inputs.target[:, 1]
-    ranks = []
-    for start in range(0, len(users), chunk):
-        shown = inputs.shown[users[start : start + chunk]]  # (m, k, d)
-        target_sims = (shown * inputs.catalog[items[start : start + chunk]].unsqueeze(1)).sum(dim=-1)  # (m, k)
-        ranks.append(1 + (shown @ candidates.T > target_sims.unsqueeze(-1)).sum(dim=-1))
-    return torch.cat(ranks) if ranks else torch.zeros(0, inputs.shown.shape[1], dtype=torch.long)
+    k, dim = inputs.shown.shape[1:]
+    rows, cols = _tile(len(users), len(candidates), block_size // k, dim)
+    ranks = torch.ones(len(users), k, dtype=torch.long)
+    for block in _blocks(len(users), rows):
+        shown = inputs.shown[users[block]]  # (m, k, d)
+        threshold = (shown * inputs.catalog[items[block]].unsqueeze(1)).sum(dim=-1).unsqueeze(-1) + TIE_TOLERANCE
+        for part in _blocks(len(candidates), cols):
+            ranks[block] += (shown @ candidates[part].T > threshold).sum(dim=-1)
+    return ranks
 
 
-def nearest_catalog_sim(inputs):
-    """``(U, k)``: each shown item's cosine to its closest catalog item with content."""
-    return (inputs.shown @ inputs.candidates.T).max(dim=-1).values
+def nearest_catalog_sim(inputs, block_size=DEFAULT_BLOCK_SIZE):
+    """``(U, k)``: each shown item's cosine to its closest catalog item with content, over tiles of at most
+    ``block_size`` similarities."""
+    candidates = inputs.candidates
+    if not len(candidates):
+        raise ValueError("gen.has_content: no catalog item (but padding) has content, so no shown item has a closest one")
+    shown = inputs.shown.flatten(0, 1)
+    rows, cols = _tile(len(shown), len(candidates), block_size, shown.shape[1])
+    nearest = torch.full((len(shown),), -math.inf, dtype=torch.double)
+    for block in _blocks(len(shown), rows):
+        for part in _blocks(len(candidates), cols):
+            nearest[block] = torch.maximum(nearest[block], (shown[block] @ candidates[part].T).max(dim=1).values)
+    return nearest.view(inputs.shown.shape[:2])
 
 
-def novel_mask(inputs, threshold=None):
+def novel_mask(inputs, threshold=None, block_size=DEFAULT_BLOCK_SIZE):
     """``(U, k)`` bool: shown items that are neither an exact copy nor, with a ``threshold``, a near copy
     (cosine to the closest catalog item at least ``threshold``)."""
     novel = ~inputs.copied
     if threshold is not None:
-        novel &= nearest_catalog_sim(inputs) < threshold
+        novel &= nearest_catalog_sim(inputs, block_size) < threshold
     return novel
 
 
@@ -164,15 +216,15 @@ def per_user_mean(values, users, n_users):
     return sums[counts > 0] / counts[counts > 0]
 
 
-def novelty(inputs):
+def novelty(inputs, block_size=DEFAULT_BLOCK_SIZE):
     """mean_u mean_j (1 - max_i sim(g_uj, e_i)) over catalog items i with content; clamped at 0 against
     rounding (a cosine is at most 1)."""
-    nearest = (inputs.shown @ inputs.candidates.T).max(dim=-1).values
-    return (1 - nearest).clamp(min=0).mean().item()
+    return (1 - nearest_catalog_sim(inputs, block_size)).clamp(min=0).mean().item()
 
 
 def diversity(inputs):
-    """Mean over unordered pairs of distinct users (u, v) of mean_{j, j'} (1 - sim(g_uj, g_vj'))."""
+    """Mean over unordered pairs of distinct users (u, v) of mean_{j, j'} (1 - sim(g_uj, g_vj')), in O(U d):
+    the sum over pairs of g_u . g_v is (|sum_u g_u|^2 - sum_u |g_u|^2) / 2."""
     n_users = inputs.n_users
     if n_users < 2:
         return 0.0
@@ -232,6 +284,10 @@ class _GenerativeMetric(AbstractMetric):
     def __init__(self, config):
         super().__init__(config)
         self.seed = config["seed"]
+        # Metrics built from a plain dict (tests, scripts) may leave it out; a Config has evaluation.yaml's.
+        self.block_size = config["eval_block_size"] if "eval_block_size" in config else DEFAULT_BLOCK_SIZE
+        if isinstance(self.block_size, bool) or not isinstance(self.block_size, int) or self.block_size < 1:
+            raise ValueError(f"config key 'eval_block_size' must be a positive int (elements per block), got {self.block_size!r}")
 
     @staticmethod
     def inputs(dataobject):
@@ -263,10 +319,10 @@ class PersonalLift(_GenerativeMetric):
     def lift(self, inputs, name="personallift"):
         """``{name, name_ci95_low, name_ci95_high}``: the mean lift and its 95% bootstrap interval over users,
         which says whether the lift is distinguishable from zero."""
-        per_user = personal_lift_per_user(inputs, self.n_samples, self.seed)
+        per_user = personal_lift_per_user(inputs, self.n_samples, self.seed, self.block_size)
         if len(per_user) < 2:
             return {name: 0.0}
-        low, high = bootstrap_interval(per_user, seed=self.seed)
+        low, high = bootstrap_interval(per_user, seed=self.seed, block_size=self.block_size)
         return {name: round(per_user.mean().item(), self.decimal_place), f"{name}_ci95_low": round(low, self.decimal_place),
                 f"{name}_ci95_high": round(high, self.decimal_place)}
 
@@ -293,7 +349,7 @@ class CopyShare(_CopyMetric):
         inputs = self.inputs(dataobject)
         result = {"copyshare": round(inputs.copied.double().mean().item(), self.decimal_place)}
         if self.threshold is not None:
-            near = 1 - novel_mask(inputs, self.threshold).double().mean().item()
+            near = 1 - novel_mask(inputs, self.threshold, self.block_size).double().mean().item()
             result["nearcopyshare"] = round(near, self.decimal_place)
         return result
 
@@ -304,7 +360,7 @@ class NovelTargetSim(_CopyMetric, PersonalLift):
 
     def calculate_metric(self, dataobject):
         inputs = self.inputs(dataobject)
-        novel = novel_mask(inputs, self.threshold)
+        novel = novel_mask(inputs, self.threshold, self.block_size)
         result = {"novelusers": round(novel.any(dim=1).double().mean().item(), self.decimal_place)}
         if not novel.any():
             return result  # nothing novel to score (every item a ranking model shows is a catalog item)
@@ -320,7 +376,7 @@ class _GenTopkMetric(_GenerativeMetric):
 
     def calculate_metric(self, dataobject):
         inputs = self.inputs(dataobject)
-        ranks = target_ranks(inputs)
+        ranks = target_ranks(inputs, self.block_size)
         name = type(self).__name__.lower()
         users = inputs.target[:, 0]
         return {
@@ -342,7 +398,8 @@ class GenNDCG(_GenTopkMetric):
 
 
 class Novelty(_GenerativeMetric):
-    value = staticmethod(novelty)
+    def value(self, inputs):
+        return novelty(inputs, self.block_size)
 
 
 class Diversity(_GenerativeMetric):
