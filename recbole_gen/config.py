@@ -132,6 +132,7 @@ CONFIG_TYPES = {
     "encoder_fit_batch_size": int,
     "encoder_fit_learning_rate": _NUMBER,
     "personal_lift_samples": int,
+    "eval_block_size": int,
     "near_copy_threshold": (int, float, type(None)),
     "user_encoder": str,
     "user_encoder_checkpoint": _OPTIONAL_STR,
