@@ -157,7 +157,7 @@ def preflight(model, dataset, fixed, config_file_list, space):
         for value in _representatives(spec):
             try:
                 Config(config_dict={**base, name: value}, config_file_list=config_file_list, read_command_line=False)
-            except (TypeError, ValueError, KeyError) as err:
+            except (TypeError, ValueError, KeyError, NotImplementedError) as err:
                 raise ValueError(f"search space parameter '{name}' = {value!r} is not a valid setting: {err}") from err
     return config
 
