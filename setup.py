@@ -1,5 +1,15 @@
 from setuptools import find_packages, setup
 
+HYPER = [
+    # RecBole's HyperTuning (--tool hyperopt). 0.2.5 is what recbole 1.2.1's own 'hyperopt' extra pins: later
+    # releases draw from a numpy Generator, and its exhaustive search (and ray's HyperOptSearch) pass a RandomState.
+    "hyperopt==0.2.5",
+    # ray tune (--tool ray) on the ray 2.6.3 recbole pins; its tune.run reads trial results back with pyarrow.
+    "ray[tune]==2.6.3",
+    # pyarrow 26 refuses numpy < 2 (pinned below); 20.0 is tested with ray 2.6.3.
+    "pyarrow<21",
+]
+
 setup(
     name="recbole-gen",
     version="0.1.0",
@@ -12,7 +22,7 @@ setup(
     # makes a non-editable install carry them too.
     package_dir={"recbole_gen.properties": "properties"},
     package_data={
-        "recbole_gen.properties": ["*.yaml", "model/*.yaml", "dataset/*.yaml"],
+        "recbole_gen.properties": ["*.yaml", "model/*.yaml", "dataset/*.yaml", "hyper/*.yaml"],
         "recbole_gen.evaluator": ["model_configs/*.json"],
     },
     install_requires=[
@@ -40,5 +50,10 @@ setup(
         "pillow",
         "tqdm",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={
+        # Hyper-parameter search (python -m recbole_gen.hyper, docs/hyper_search.md).
+        "hyper": HYPER,
+        # tests/test_hyper.py runs both search tools.
+        "test": ["pytest", *HYPER],
+    },
 )
