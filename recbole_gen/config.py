@@ -48,11 +48,11 @@ _STRUCTURAL_KEYS = {"model", "dataset", "config_files", "local_rank", "nproc", "
                     "single_spec", "device", "teacher", "benchmark_filename"}
 
 
-class _SafeYamlLoader(yaml.SafeLoader):
+class SafeYamlLoader(yaml.SafeLoader):
     """yaml.SafeLoader with RecBole's resolver for floats such as 1e-3."""
 
 
-_SafeYamlLoader.add_implicit_resolver(
+SafeYamlLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
     |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
@@ -103,7 +103,7 @@ def known_keys():
     for folder in (RECBOLE_PROPERTIES_DIR, PROPERTIES_DIR):
         for path in glob.glob(os.path.join(folder, "**", "*.yaml"), recursive=True):
             with open(path, encoding="utf-8") as f:
-                keys.update(yaml.load(f, Loader=_SafeYamlLoader) or {})
+                keys.update(yaml.load(f, Loader=SafeYamlLoader) or {})
     return frozenset(keys)
 
 # Expected types of the keys users most often set; a wrong one is named before anything runs.
@@ -251,7 +251,7 @@ class Config(RecBoleConfig):
             logger.warning(f"the checkpoint's values of {sorted(changed)} differ from today's defaults; the checkpoint's are used")
 
     def _build_yaml_loader(self):
-        return _SafeYamlLoader
+        return SafeYamlLoader
 
     def _load_config_files(self, file_list):
         try:
@@ -304,7 +304,7 @@ class Config(RecBoleConfig):
         encoder = self.external_config_dict.get("user_encoder")
         if encoder is None and os.path.isfile(model_file):
             with open(model_file, encoding="utf-8") as f:
-                encoder = (yaml.load(f, Loader=_SafeYamlLoader) or {}).get("user_encoder")
+                encoder = (yaml.load(f, Loader=SafeYamlLoader) or {}).get("user_encoder")
         if not isinstance(encoder, str):
             return []
         return [os.path.join(RECBOLE_PROPERTIES_DIR, "model", f"{encoder}.yaml"), os.path.join(PROPERTIES_DIR, "model", f"{encoder}.yaml")]

@@ -23,19 +23,17 @@ after every trial, atomically.
 """
 
 import argparse
-import contextlib
 import difflib
 import importlib
 import json
 import math
 import os
-import sys
 
 import numpy as np
 import yaml
 from recbole.trainer import HyperTuning
 
-from recbole_gen.config import Config, _SafeYamlLoader, known_keys, literal
+from recbole_gen.config import Config, SafeYamlLoader, known_keys, literal
 from recbole_gen.fitting import atomic_file
 from recbole_gen.quick_start import objective_function
 
@@ -93,7 +91,7 @@ def load_space(path):
     """The checked search space in the YAML file ``path`` (see :func:`parse_space`)."""
     with open(path, encoding="utf-8") as f:
         try:
-            raw = yaml.load(f, Loader=_SafeYamlLoader)
+            raw = yaml.load(f, Loader=SafeYamlLoader)
         except yaml.YAMLError as err:
             raise ValueError(f"search space {path}: not plain YAML (tags that build Python objects are refused): {err}") from None
     return parse_space(raw, source=f"search space {path}")
@@ -162,22 +160,9 @@ def preflight(model, dataset, fixed, config_file_list, space):
     return config
 
 
-@contextlib.contextmanager
-def _command_line_ignored():
-    """objective_function's Config reads --key=value from sys.argv, where it would win over the trial's
-    values (and in a ray worker, read ray's own flags): every setting is passed in config_dict instead."""
-    argv = sys.argv
-    sys.argv = argv[:1]
-    try:
-        yield
-    finally:
-        sys.argv = argv
-
-
 def run_trial(params, base_config, config_file_list, space):
     """One trial: train with ``params`` over ``base_config``, validate, test (objective_function's result)."""
-    with _command_line_ignored():
-        return objective_function({**base_config, **typed_params(params, space)}, config_file_list)
+    return objective_function({**base_config, **typed_params(params, space)}, config_file_list)
 
 
 def trial_record(number, params, result):

@@ -169,7 +169,8 @@ def _without_trainer(result):
 def objective_function(config_dict=None, config_file_list=None, saved=True):
     """The objective for hyper-parameter search (e.g. RecBole's HyperTuning): train, validate, test."""
     forget_item_content()
-    config = Config(config_dict=config_dict, config_file_list=config_file_list)
+    # Not the command line: a search's trial values must win, and a ray worker's argv holds ray's own flags.
+    config = Config(config_dict=config_dict, config_file_list=config_file_list, read_command_line=False)
     init_seed(config["seed"], config["reproducibility"])
     logging.basicConfig(level=logging.ERROR)
     dataset = create_dataset(config)

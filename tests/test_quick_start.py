@@ -53,8 +53,10 @@ def test_checkpoint_loads_without_unpickling(fast_config):
         assert torch.equal(tensor.cpu(), trained[name].cpu()), name
 
 
-def test_objective_function_for_hyper_parameter_search(fast_config):
-    result = objective_function(config_dict={**fast_config, "model": "GRU4Rec", "dataset": "tiny"}, saved=False)
+def test_objective_function_for_hyper_parameter_search(fast_config, monkeypatch):
+    # a search's trial values win over the command line (in a ray worker argv holds ray's own flags)
+    monkeypatch.setattr(sys, "argv", ["search", "--model=SASRec", "--epochs=5"])
+    result = objective_function(config_dict={**fast_config, "model": "GRU4Rec", "dataset": "tiny", "epochs": 1}, saved=False)
     assert result["model"] == "GRU4Rec"
     assert result["valid_score_bigger"] is True
     assert result["best_valid_score"] == result["best_valid_result"]["ndcg@10"]
