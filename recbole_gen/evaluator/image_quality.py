@@ -47,10 +47,13 @@ def pixel_fidelity(references, images, batch_size=256):
     scales = ms_ssim_scales(images.shape[-1])
     betas = torch.tensor(MS_SSIM_BETAS[:scales])
     betas = tuple((betas / betas.sum()).tolist())
+    # sync_on_compute=False: the images given are all there is; in a distributed run torchmetrics would
+    # otherwise wait for the other processes (which may not be computing this at all)
+    local = {"data_range": 1.0, "sync_on_compute": False}
     metrics = {
-        "psnr": PeakSignalNoiseRatio(data_range=1.0),  # over all pixels of all images at once
-        "ssim": StructuralSimilarityIndexMeasure(data_range=1.0),
-        "ms_ssim": MultiScaleStructuralSimilarityIndexMeasure(data_range=1.0, kernel_size=MS_SSIM_KERNEL, betas=betas),
+        "psnr": PeakSignalNoiseRatio(**local),  # over all pixels of all images at once
+        "ssim": StructuralSimilarityIndexMeasure(**local),
+        "ms_ssim": MultiScaleStructuralSimilarityIndexMeasure(kernel_size=MS_SSIM_KERNEL, betas=betas, **local),
     }
     for start in range(0, len(images), batch_size):
         reference, image = _unit(references[start : start + batch_size]), _unit(images[start : start + batch_size])

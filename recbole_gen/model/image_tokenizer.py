@@ -128,8 +128,13 @@ class JanusImageTokenizer(ImageTokenizer):
         return self.vq.decode(codes.to(self.device)).float()
 
 
+# Settings added after fits were cached, with the value that fits as before: left out of the key at that
+# value, so the cached tokenizers behind published numbers stay valid.
+_LATER_KEYS = {"tokenizer_fit_restart_codes": False}
+
+
 def _fit_settings(config):
-    return {key: config[key] for key in _FIT_KEYS}
+    return {key: config[key] for key in _FIT_KEYS if key not in _LATER_KEYS or config[key] != _LATER_KEYS[key]}
 
 
 def _fit_key(config, content):

@@ -37,3 +37,12 @@ def test_the_fit_log_holds_pixel_fidelity_consistent_with_its_mse(genrec_config,
     # PSNR is of the uint8 images, the logged MSE of the float target: equal up to the target's rounding
     assert fidelity["psnr"] == pytest.approx(10 * math.log10(255**2 / fit_log["reconstruction_mse_uint8"]), abs=0.1)
     assert 0 < fidelity["ssim"] < 1 and 0 < fidelity["ms_ssim"] < 1 and fidelity["ms_ssim_scales"] == 2
+
+
+def test_the_restart_setting_keys_a_fit_only_when_on_so_earlier_caches_stay_valid(genrec_config):
+    from recbole_gen.config import Config
+    from recbole_gen.model.image_tokenizer import _fit_settings
+
+    off = _fit_settings(Config(model="GenRec", dataset="tiny", config_dict=genrec_config))
+    on = _fit_settings(Config(model="GenRec", dataset="tiny", config_dict={**genrec_config, "tokenizer_fit_restart_codes": True}))
+    assert "tokenizer_fit_restart_codes" not in off and on == {**off, "tokenizer_fit_restart_codes": True}
