@@ -268,7 +268,8 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
         self._guard = None
         self._fidelity_results = []
         self._sharpness = []
-        self._catalog_images = None
+        self._catalog_images = None  # (N, 3, S, S) uint8 at the tokenizer's size, items with an image
+        self._catalog_sharpness = None  # their mean sharpness, blurratio's denominator
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         self.epoch = epoch_idx
@@ -307,6 +308,7 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
             images = item_content(self.config, dataset).images[self.model.has_image.cpu()]
             size = self.model.tokenizer.image_size
             self._catalog_images = F.interpolate(images.float(), size=(size, size), mode="area").round().to(torch.uint8)
+            self._catalog_sharpness = sharpness(self._catalog_images).mean().clamp(min=1e-12)
 
     def eval_generation(self, interaction):
         """``(generation, k)``: the k images shown to each row of ``interaction`` in this evaluation."""
@@ -371,7 +373,7 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
             if rows is not None:  # distributed: every process's users, each once
                 parts = gather_objects((rows, per_user))
                 per_user = torch.cat([part[keep] for (_, part), keep in zip(parts, first_occurrences([r for r, _ in parts]))])
-            result["blurratio"] = (per_user.mean() / sharpness(self._catalog_images).mean().clamp(min=1e-12)).item()
+            result["blurratio"] = (per_user.mean() / self._catalog_sharpness).item()
         return result
 
     def _fidelity_result(self):
