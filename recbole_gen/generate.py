@@ -1,13 +1,14 @@
 """Generate next-item images for chosen users with a trained GenRec checkpoint: one request per user.
 
     python -m recbole_gen.generate --checkpoint saved/GenRec-....pth --users 1,2,3 --samples 4 --out generated/ \
-        [--instruction "a 1990s comedy"] [--like 50,181] [--dislike 1] [--edit 100 --strength 0.5]
+        [--instruction "a 1990s comedy"] [--like 50,181] [--dislike 1] [--edit 100 --strength 0.5 | --edit 100 --crops]
 
 Each user is conditioned on their history up to their held-out test item (as in the test split), so
 the gallery can show the ground truth beside the samples. The request goes through
 :class:`~recbole_gen.pipeline.GenRecPipeline`: the instructor chooses to show, edit or create (``--edit``
-forces editing that item), ``--samples`` candidates are sampled, the fidelity checks judge them and the best
-that passes is shown, else the catalog item. Writes ``OUT/user_<token>/sample_<k>.png`` (every candidate),
+forces editing that item; ``--crops`` makes its candidates crops of it, GeneRec's selection mode), ``--samples``
+candidates are made for each request not answered with a catalog item, the fidelity checks judge them and the
+best that passes is shown, else the catalog item. Writes ``OUT/user_<token>/sample_<k>.png`` (every candidate),
 ``OUT/user_<token>/shown.png`` (what the user is shown), each PNG carrying its provenance (model,
 checkpoint, seed, user, sample, request; :func:`recbole_gen.fidelity.provenance.read_provenance`),
 ``OUT/gallery.png`` and ``OUT/manifest.json`` (history, ground truth, action, files and every check's
@@ -67,12 +68,12 @@ def catalog_images(config, dataset, model):
     return (lambda ids: model.tokenizer.decode(model.item_codes[ids.to(model.item_codes.device)])), texts
 
 
-def _verdicts(output, row, k, sample):
-    return {name: vars(verdicts[row * k + sample]) for name, verdicts in output.verdicts.items()}
+def _verdicts(output, first, sample):
+    return {name: vars(verdicts[first + sample]) for name, verdicts in output.verdicts.items()}
 
 
 def generate(checkpoint, users, samples=4, out="generated", seed=2020, guidance_scale=None, temperature=None, top_k=None,
-             instruction=None, like=(), dislike=(), edit=None, strength=None, checks=True):
+             instruction=None, like=(), dislike=(), edit=None, strength=None, checks=True, crops=False, crop_scale=0.75):
     """Serve each user one request through :class:`~recbole_gen.pipeline.GenRecPipeline` and write what it made;
     returns the manifest's per-user entries."""
     config, model, dataset, _, _, test_data = load_data_and_model(checkpoint)
@@ -100,26 +101,32 @@ def generate(checkpoint, users, samples=4, out="generated", seed=2020, guidance_
     pipeline = GenRecPipeline(model, config, item_texts(config, dataset), reward_model, guard)
     output = pipeline(interaction, instructions=[instruction] * len(users) if instruction else None,
                       like=[liked] * len(users) if liked else None, dislike=[disliked] * len(users) if disliked else None,
-                      edit_items=edit_items, strength=strength, num_candidates=samples, seed=seed, generation_config=generation_config)
+                      edit_items=edit_items, strength=strength, num_candidates=samples, seed=seed, generation_config=generation_config,
+                      crops=crops, crop_scale=crop_scale)
 
     os.makedirs(out, exist_ok=True)
     request = {"instruction": instruction, "like": list(like), "dislike": list(dislike), "edit": edit,
-               "strength": config["editor_strength"] if strength is None else strength}
-    manifest = []
+               "strength": config["editor_strength"] if strength is None else strength, "crops": crop_scale if crops else None}
+    # index of each request's first candidate; requests shown a catalog item have none
+    first_candidate = (torch.cumsum(output.has_candidates.long(), dim=0) - 1) * samples
+    manifest, gallery_rows = [], []
     for row, token in enumerate(users):
         folder = os.path.join(out, f"user_{token}")
         os.makedirs(folder, exist_ok=True)
         provenance = {"model": "GenRec", "checkpoint": os.path.abspath(checkpoint), "seed": seed, "user": token,
                       "generation_config": generation_config.to_dict(), **request}
+        first, n_candidates = int(first_candidate[row]), samples if output.has_candidates[row] else 0
         files = []
-        for k in range(samples):
+        for k in range(n_candidates):
             path = os.path.join(folder, f"sample_{k + 1}.png")
-            save_image(output.candidates.images[row * samples + k], path, {**provenance, "sample": k + 1, "action": output.actions[row]})
+            save_image(output.candidates.images[first + k], path, {**provenance, "sample": k + 1, "action": output.actions[row]})
             files.append(path)
+        gallery_rows.append([(output.images[row], f"shown: {output.actions[row]}")] +
+                            [(image, "") for image in output.candidates.images[first:first + n_candidates]])
         shown = os.path.join(folder, "shown.png")
         shown_item = int(output.shown_items[row])
         save_image(output.images[row], shown, {**provenance, "action": output.actions[row],
-                                               "sample": None if shown_item else int(output.chosen[row]) % samples + 1,
+                                               "sample": None if shown_item else int(output.chosen[row]) - first + 1,
                                                "catalog_item": str(dataset.id2token(item_field, shown_item)) if shown_item else None})
         length = int(interaction[model.ITEM_SEQ_LEN][row])
         history = interaction[model.ITEM_SEQ][row, :length].cpu()
@@ -133,10 +140,11 @@ def generate(checkpoint, users, samples=4, out="generated", seed=2020, guidance_
             "fallback_to_catalog": bool(output.fallback[row]),
             "shown": shown,
             "samples": files,
-            "verdicts": [_verdicts(output, row, samples, k) for k in range(samples)],
+            "verdicts": [_verdicts(output, first, k) for k in range(n_candidates)],
         })
     images, texts = catalog_images(config, dataset, model)
-    gallery = gallery_image(model, interaction, output.candidates.images, images, texts, users, config["gallery_history"])
+    gallery = gallery_image(model, interaction, gallery_rows, images, texts, users, config["gallery_history"],
+                            sample_titles=["shown"] + [f"candidate {k + 1}" for k in range(samples)])
     gallery.save(os.path.join(out, "gallery.png"))
     with atomic_file(os.path.join(out, "manifest.json")) as path, open(path, "w") as f:
         json.dump({"checkpoint": checkpoint, "seed": seed, "request": request, "fidelity_checks": [check.name for check in guard.checks] if guard else [], "checks_skipped": skipped,
@@ -159,14 +167,22 @@ def main(argv=None):
     parser.add_argument("--dislike", default="", help="comma-separated item tokens the users disliked")
     parser.add_argument("--edit", default=None, help="an item token to edit for every user (the AI editor)")
     parser.add_argument("--strength", type=float, default=None, help="editing strength, 0 (unchanged) to 1 (new); default editor_strength")
+    parser.add_argument("--crops", action="store_true",
+                        help="with --edit: the candidates are crops of the item (GeneRec's selection mode), not sampled variants")
+    parser.add_argument("--crop_scale", type=float, default=0.75, help="a crop's side as a share of the image's (--crops)")
     parser.add_argument("--no_checks", action="store_true", help="skip the fidelity checks (and the reward encoder they use)")
     args = parser.parse_args(argv)
     users = _tokens(args.users)
     if args.strength is not None and not 0 <= args.strength <= 1:
         parser.error(f"--strength must be in [0, 1], got {args.strength}")
+    if args.crops and args.edit is None:
+        parser.error("--crops picks among crops of the item given by --edit; add --edit ITEM")
+    if args.crops and not 0 < args.crop_scale <= 1:
+        parser.error(f"--crop_scale must be in (0, 1], got {args.crop_scale}")
     generate(args.checkpoint, users, args.samples, args.out, args.seed, args.guidance_scale, args.temperature, args.top_k,
-             args.instruction, _tokens(args.like), _tokens(args.dislike), args.edit, args.strength, not args.no_checks)
-    print(f"Wrote {args.samples} images for each of {len(users)} users, the one shown (shown.png), gallery.png and "
+             args.instruction, _tokens(args.like), _tokens(args.dislike), args.edit, args.strength, not args.no_checks,
+             args.crops, args.crop_scale)
+    print(f"Wrote up to {args.samples} candidates for each of {len(users)} users, the one shown (shown.png), gallery.png and "
           f"manifest.json to {args.out}")
 
 

@@ -9,11 +9,13 @@ disliked items, an item to edit) :class:`GenRecPipeline`:
 2. builds the condition: the user moved toward liked items, the instruction's tokens; and the negative
    condition guidance steers away from: the same request without its instruction
    (``instruction_guidance_scale``) and the user moved toward the disliked items (``feedback_guidance_scale``);
-3. samples ``num_candidates`` images per request with the **editor** (``strength`` < 1 from the item's
-   codes) or the **creator** (from noise), with the model's generator (autoregressive or diffusion);
+3. for requests it does not answer with a catalog item, makes ``num_candidates`` candidates: with the
+   **creator** (sampled from noise) or the **editor** (sampled from the item's codes at ``strength`` < 1;
+   or, in GeneRec's *selection mode* (``crops=True``), crops of the item: :func:`item_crops`);
 4. runs the **fidelity checks** (:mod:`recbole_gen.fidelity`) and shows, per request, the candidate that
    passes them all and is closest, in the reward space, to what the user encoder expects (the best-of-N
-   criterion); if none passes, the catalog item.
+   criterion; GeneRec picks a thumbnail by closeness to the user the same way); if none passes, the
+   catalog item. Crops repurpose their item by design, so the near-copy check is waived for them.
 
 It returns a :class:`GenRecPipelineOutput`; it keeps nothing between calls.
 """
@@ -38,10 +40,34 @@ class GenRecPipelineOutput:
     images: torch.Tensor  # (B, 3, S, S) uint8: what each request is shown
     shown_items: torch.Tensor  # (B,) the catalog item shown, 0 where a generated image is
     source_items: torch.Tensor  # (B,) the item the instructor chose (shown, or edited), 0 for creation
-    candidates: Generation  # (B * k) every sampled candidate, requests' candidates adjacent
+    candidates: Generation  # (R * k) the candidates of the R requests that have some (not "show"), adjacent, in request order
+    has_candidates: torch.Tensor  # (B,) bool: the request's instructor chose to edit or create, so it has k candidates
     chosen: torch.Tensor  # (B,) index into candidates of the shown one, -1 where none is shown
     fallback: torch.Tensor  # (B,) bool: every candidate failed a check, the catalog item is shown instead
     verdicts: dict = field(default_factory=dict)  # check name -> B * k Verdicts (empty without a guard)
+
+
+# Crop positions as fractions of the free margin (x, y): the centre, the corners, the edges' middles.
+CROP_POSITIONS = ((0.5, 0.5), (0, 0), (1, 0), (0, 1), (1, 1), (0.5, 0), (0.5, 1), (0, 0.5), (1, 0.5))
+
+
+def item_crops(images, k, scale=0.75):
+    """``(N, k, 3, S, S)`` uint8: ``k`` square crops of each image, ``scale`` of its side, resized back to ``S``
+    (area-averaged down, bilinear up): the centre first, then the corners, then the edges' middles
+    (:data:`CROP_POSITIONS`; at most 9). GeneRec's AI editor picks, among such crops of an item (thumbnails,
+    in its micro-video setting), the one closest to the user."""
+    if not 1 <= k <= len(CROP_POSITIONS):
+        raise ValueError(f"item_crops: k={k} crops per image; accepted 1 to {len(CROP_POSITIONS)} (the positions of CROP_POSITIONS)")
+    if not 0 < scale <= 1:
+        raise ValueError(f"item_crops: scale={scale}; accepted (0, 1], the crop's side as a share of the image's")
+    size = images.shape[-1]
+    side = max(1, round(scale * size))
+    margin = size - side
+    cut = [images[..., round(y * margin):round(y * margin) + side, round(x * margin):round(x * margin) + side]
+           for x, y in CROP_POSITIONS[:k]]
+    resized = F.interpolate(torch.stack(cut, dim=1).flatten(0, 1).float(), size=(size, size), mode="bilinear",
+                            align_corners=False, antialias=True)
+    return resized.round().clamp(0, 255).to(torch.uint8).view(len(images), k, *images.shape[1:])
 
 
 def _pad(lists):
@@ -89,7 +115,7 @@ class GenRecPipeline:
 
     @torch.no_grad()
     def __call__(self, interaction, instructions=None, like=None, dislike=None, edit_items=None, strength=None,
-                 num_candidates=4, seed=0, generation_config=None):
+                 num_candidates=4, seed=0, generation_config=None, crops=False, crop_scale=0.75):
         """Serve each row of ``interaction`` (a user's history, as in an evaluation split).
 
         Args:
@@ -100,6 +126,8 @@ class GenRecPipeline:
             num_candidates: images sampled per request before the checks.
             seed: the sampling seed (each request's candidates depend on it, the user and the candidate index).
             generation_config: sampling settings (default the model's).
+            crops: GeneRec's selection mode: an edited item's candidates are ``num_candidates`` crops of it
+                (:func:`item_crops`, ``crop_scale`` of its side) instead of sampled variants.
         """
         model, config = self.model.eval(), self.config
         batch, device = len(interaction), model.device
@@ -136,43 +164,68 @@ class GenRecPipeline:
             generation_config = type(generation_config).from_dict({**generation_config.to_dict(), "guidance_scale": scale})
 
         k = num_candidates
+        has_candidates = torch.tensor([action != "show" for action in actions], device=device)
+        wanted = has_candidates.nonzero().flatten()
+        candidates, waived = self._candidates(interaction[wanted], [actions[row] for row in wanted.tolist()], condition[wanted],
+                                              None if negative is None else negative[wanted], source[wanted], generation_config,
+                                              strength, k, seed, crops, crop_scale)
+
+        if self.reward_model is not None and len(candidates.images):
+            expected = expected_embedding(model, self.reward_model, interaction[wanted])
+            preference = (self.reward_model.embed(candidates.images).view(-1, k, expected.shape[-1]) * expected[:, None]).sum(dim=-1).flatten()
+        else:
+            preference = -(torch.arange(len(candidates.images)) % k).float()  # the first candidate first
+        verdicts = {}
+        if self.guard is not None and len(candidates.images):
+            selection = self.guard.select(candidates.images, preference, k, waived)
+            picked, verdicts = selection.index, selection.result.verdicts
+        else:
+            picked = torch.arange(len(candidates.images) // k) * k + preference.view(-1, k).argmax(dim=1)
+        chosen = torch.full((batch,), -1, dtype=torch.long)
+        chosen[has_candidates.cpu()] = picked
+        fallback = has_candidates.cpu() & (chosen < 0)
+        shows = ~has_candidates.cpu() | fallback
+        shown_items = torch.where(shows.to(device), top_item, 0)
+        images = torch.where(shows.view(-1, 1, 1, 1), model.tokenizer.decode(model.item_codes[top_item]),
+                             candidates.images[chosen.clamp(min=0)] if len(candidates.images) else 0)
+        actions = ["show" if show else action for action, show in zip(actions, shows.tolist())]
+        return GenRecPipelineOutput(actions=actions, images=images, shown_items=shown_items.cpu(), source_items=source.cpu(),
+                                    candidates=candidates, has_candidates=has_candidates.cpu(), chosen=chosen,
+                                    fallback=fallback, verdicts=verdicts)
+
+    def _candidates(self, interaction, actions, condition, negative, source, generation_config, strength, k, seed,
+                    crops_of_edits, crop_scale):
+        """``k`` candidates for each of these requests (none is "show"), adjacent, and the checks waived for them
+        (``near_copy`` for crops). Created ones are sampled from noise; edited ones from ``source``'s codes at
+        ``strength``, or are crops of ``source`` when ``crops_of_edits``."""
+        model, device = self.model, self.model.device
+        codes = torch.zeros(len(interaction) * k, model.tokenizer.n_tokens, dtype=torch.long, device=device)
+        if not len(interaction):
+            size = model.tokenizer.image_size
+            return Generation(codes=codes, images=torch.zeros(0, 3, size, size, dtype=torch.uint8)), {}
         uniforms = model.uniforms(interaction, k, seed)
-        codes = torch.zeros(batch * k, model.tokenizer.n_tokens, dtype=torch.long, device=device)
+        cropping = torch.tensor([crops_of_edits and action == "edit" for action in actions], device=device)
+        is_crop = cropping.repeat_interleave(k)
 
         def repeat(tensor):
             return None if tensor is None else tensor.repeat_interleave(k, dim=0)
 
-        for editing in (False, True):
-            rows = torch.tensor([(action == "edit") == editing for action in actions], device=device)
+        for action in ("create", "edit"):
+            rows = repeat(torch.tensor([kind == action for kind in actions], device=device)) & ~is_crop
             if not rows.any():
                 continue
-            candidate_rows = repeat(rows)
-            start_codes = model.item_codes[repeat(source)[candidate_rows]] if editing else None
-            codes[candidate_rows] = model.sample(repeat(condition)[candidate_rows], uniforms[candidate_rows.cpu()], generation_config,
-                                                 None if negative is None else repeat(negative)[candidate_rows], start_codes,
-                                                 strength if editing else 1.0)
-        candidates = Generation(codes=codes, images=model.tokenizer.decode(codes))
-
-        if self.reward_model is not None:
-            expected = expected_embedding(model, self.reward_model, interaction)
-            preference = (self.reward_model.embed(candidates.images).view(batch, k, -1) * expected[:, None]).sum(dim=-1).flatten()
-        else:
-            preference = -(torch.arange(batch * k) % k).float()  # the first candidate first
-        verdicts = {}
-        if self.guard is not None:
-            selection = self.guard.select(candidates.images, preference, k)
-            chosen, verdicts = selection.index, selection.result.verdicts
-        else:
-            chosen = torch.arange(batch) * k + preference.view(batch, k).argmax(dim=1)
-        fallback = chosen < 0
-        shows = torch.tensor([action == "show" for action in actions]) | fallback
-        chosen = torch.where(shows, -1, chosen)
-        shown_items = torch.where(shows.to(device), top_item, 0)
-        images = torch.where(shows.view(-1, 1, 1, 1), model.tokenizer.decode(model.item_codes[top_item]),
-                             candidates.images[chosen.clamp(min=0)])
-        actions = ["show" if show else action for action, show in zip(actions, shows.tolist())]
-        return GenRecPipelineOutput(actions=actions, images=images, shown_items=shown_items.cpu(), source_items=source.cpu(),
-                                    candidates=candidates, chosen=chosen, fallback=fallback, verdicts=verdicts)
+            editing = action == "edit"
+            start_codes = model.item_codes[repeat(source)[rows]] if editing else None
+            codes[rows] = model.sample(repeat(condition)[rows], uniforms[rows.cpu()], generation_config,
+                                       None if negative is None else repeat(negative)[rows], start_codes,
+                                       strength if editing else 1.0)
+        images = model.tokenizer.decode(codes)
+        if cropping.any():
+            cut = item_crops(model.tokenizer.decode(model.item_codes[source[cropping]]), k, crop_scale).flatten(0, 1)
+            images[is_crop.cpu()] = cut
+            codes[is_crop] = model.tokenizer.encode(cut).to(device)
+        checks = [] if self.guard is None else [check.name for check in self.guard.checks]
+        return Generation(codes=codes, images=images), ({"near_copy": is_crop.cpu()} if "near_copy" in checks else {})
 
 
 def request_guard(config, model, dataset, reward_model):

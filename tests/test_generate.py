@@ -11,7 +11,9 @@ from recbole_gen.quick_start import run_recbole_gen
 
 @pytest.fixture
 def genrec_checkpoint(genrec_config):
-    config = {**genrec_config, "epochs": 1, "gallery_users": 0, "metrics": ["Recall"], "valid_metric": "Recall@10", "rl_reward_fit_epochs": 2}
+    # the instructor creates for every request (the checkpoint's thresholds), so that every user gets candidates
+    config = {**genrec_config, "epochs": 1, "gallery_users": 0, "metrics": ["Recall"], "valid_metric": "Recall@10", "rl_reward_fit_epochs": 2,
+              "instructor_show_threshold": 2.0, "instructor_edit_threshold": 2.0}
     return run_recbole_gen(model="GenRec", dataset="tiny", config_dict=config)["trainer"].saved_model_file
 
 
@@ -24,7 +26,7 @@ def test_generates_samples_gallery_and_manifest(genrec_checkpoint, tmp_path, cap
         assert len(user["samples"]) == 2 and user["ground_truth"].startswith("i") and user["history"]
         assert Image.open(user["samples"][0]).size == (16, 16)
     assert Image.open(out / "gallery.png").size[1] > 2 * 96
-    assert "Wrote 2 images for each of 2 users" in capsys.readouterr().out
+    assert "Wrote up to 2 candidates for each of 2 users" in capsys.readouterr().out
 
 
 def test_unknown_user_is_named(genrec_checkpoint, tmp_path):
@@ -68,3 +70,17 @@ def test_feedback_and_instruction_flags(genrec_checkpoint, tmp_path):
         main(["--checkpoint", genrec_checkpoint, "--users", "u3", "--out", str(out), "--dislike", "nothing", "--no_checks"])
     with pytest.raises(ValueError, match="n_instruction_tokens"):
         main(["--checkpoint", genrec_checkpoint, "--users", "u3", "--out", str(out), "--instruction", "a comedy", "--no_checks"])
+
+
+def test_crops_of_the_edited_item_are_its_candidates(genrec_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    main(["--checkpoint", genrec_checkpoint, "--users", "u3", "--samples", "3", "--out", str(out), "--edit", "i5", "--crops",
+          "--crop_scale", "0.5"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    user = manifest["users"][0]
+    assert manifest["request"]["crops"] == 0.5 and user["action"] == "edit" and len(user["samples"]) == 3
+    assert all(set(verdicts) == {"near_copy", "realism"} for verdicts in user["verdicts"])  # recorded (near_copy waived)
+    shown = Image.open(user["shown"]).tobytes()
+    assert shown in [Image.open(path).tobytes() for path in user["samples"]]
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", genrec_checkpoint, "--users", "u3", "--out", str(out), "--crops"])

@@ -57,24 +57,29 @@ def grid_image(titles, rows, highlight=None):
     return canvas
 
 
-def gallery_image(model, interaction, generated, item_images, item_texts, user_tokens, n_history):
+def gallery_image(model, interaction, generated, item_images, item_texts, user_tokens, n_history, sample_titles=None):
     """A PIL image: for each row of ``interaction`` (a user), history | truth | generated images.
 
     ``generated``: uint8 images, the same number for each row, rows' samples adjacent (as
-    ``GenRec.generate`` returns them). ``item_images(ids)``: uint8 images of catalog items (their files,
-    or their codes decoded when the files are not at hand); ``item_texts``: captions by item id.
+    ``GenRec.generate`` returns them); or one list per row of ``(uint8 image, caption)`` cells, as many as
+    that row has (rows with fewer leave their last columns empty). ``item_images(ids)``: uint8 images of
+    catalog items (their files, or their codes decoded when the files are not at hand); ``item_texts``:
+    captions by item id. ``sample_titles``: the generated columns' titles (default "generated 1", ...).
     """
     item_seq = interaction[model.ITEM_SEQ].cpu()
     item_seq_len = interaction[model.ITEM_SEQ_LEN].cpu()
     targets = interaction[model.ITEM_ID].cpu()
-    n_samples = len(generated) // len(targets)
-    titles = [f"history -{n_history - i}" for i in range(n_history)] + ["ground truth"] + [f"generated {i + 1}" for i in range(n_samples)]
+    if isinstance(generated, torch.Tensor):
+        n_samples = len(generated) // len(targets)
+        generated = [[(image, "") for image in generated[row * n_samples : (row + 1) * n_samples]] for row in range(len(targets))]
+    n_columns = max([len(cells) for cells in generated] + [0])
+    sample_titles = sample_titles or [f"generated {i + 1}" for i in range(n_columns)]
+    titles = [f"history -{n_history - i}" for i in range(n_history)] + ["ground truth"] + list(sample_titles[:n_columns])
     rows = []
     for row, (user, length, target) in enumerate(zip(user_tokens, item_seq_len.tolist(), targets.tolist())):
         history = item_seq[row, max(0, length - n_history) : length].tolist()
         known = history + [target]
         images = item_images(torch.tensor(known))
         cells = [None] * (n_history - len(history)) + [(image, item_texts[i]) for image, i in zip(images, known)]
-        cells += [(image, "") for image in generated[row * n_samples : (row + 1) * n_samples]]
-        rows.append((f"user {user}", cells))
+        rows.append((f"user {user}", cells + list(generated[row])))
     return grid_image(titles, rows, highlight=n_history)

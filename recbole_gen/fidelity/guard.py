@@ -45,22 +45,33 @@ class FidelityGuard:
         self.checks = list(checks)
         self.embed = embed
 
-    def __call__(self, images):
-        """The verdicts of every check on ``images`` (uint8 ``(N, 3, S, S)``) and which pass them all."""
+    def __call__(self, images, waived=None):
+        """The verdicts of every check on ``images`` (uint8 ``(N, 3, S, S)``) and which pass them all.
+
+        ``waived``: check name -> ``(N,)`` bool, the images that check does not apply to (their verdicts are
+        still recorded, but a failure does not count); e.g. ``near_copy`` for crops of a catalog item, which
+        repurpose that item by design."""
+        unknown = sorted(set(waived or {}) - {check.name for check in self.checks})
+        if unknown:
+            raise ValueError(f"waived: no check named {unknown}; this guard runs {[check.name for check in self.checks]}")
         embeddings = self.embed(images) if any(check.uses_embeddings for check in self.checks) else None
         verdicts = {check.name: check(images, embeddings) for check in self.checks}
         passed = torch.ones(len(images), dtype=torch.bool)
-        for check_verdicts in verdicts.values():
-            passed &= torch.tensor([verdict.passed for verdict in check_verdicts], dtype=torch.bool)
+        for name, check_verdicts in verdicts.items():
+            check_passed = torch.tensor([verdict.passed for verdict in check_verdicts], dtype=torch.bool)
+            if waived and name in waived:
+                check_passed |= waived[name].cpu()
+            passed &= check_passed
         return GuardResult(passed=passed, verdicts=verdicts)
 
-    def select(self, images, preference, group_size):
+    def select(self, images, preference, group_size, waived=None):
         """For each row, the index (into ``images``) of its most preferred candidate that passes every check.
 
         Args:
             images: uint8 ``(B * k, 3, S, S)``, each row's ``k = group_size`` candidates adjacent.
             preference: ``(B * k,)`` scores, higher = preferred (e.g. the best-of-N criterion).
             group_size: k, the candidates per row.
+            waived: as in :meth:`__call__`.
 
         Returns:
             a :class:`Selection`: ``index`` ``(B,)``, -1 for a row none of whose candidates passes.
@@ -70,7 +81,7 @@ class FidelityGuard:
         if preference.shape != (len(images),):
             raise ValueError(f"preference must have shape ({len(images)},), one score per candidate; "
                              f"got {tuple(preference.shape)}")
-        result = self(images)
+        result = self(images, waived)
         passed = result.passed.view(-1, group_size)
         scores = preference.detach().float().cpu().view(-1, group_size).masked_fill(~passed, -torch.inf)
         index = torch.arange(len(passed)) * group_size + scores.argmax(dim=1)

@@ -54,6 +54,19 @@ def test_select_picks_the_preferred_passing_candidate_or_minus_one():
     assert checks[0].embeddings_seen[0] is checks[1].embeddings_seen[0]
 
 
+def test_a_waived_check_does_not_fail_the_images_it_is_waived_for_but_keeps_their_verdicts():
+    guard, _ = value_guard()
+    # images 5 and 6 fail only "first", 7 and 8 both; "first" is waived for 5 and 7
+    waived = {"first": torch.tensor([False, False, False, False, False, True, False, True, False])}
+    result = guard(valued_images(9), waived)
+    assert result.passed.tolist() == [True, False, True, True, True, True, False, False, False]
+    assert not result.verdicts["first"][5].passed  # the verdict is kept
+    selection = guard.select(valued_images(9), torch.tensor([0.1, 0.9, 0.5, 0.3, 0.2, 0.8, 0.7, 0.6, 0.5]), 3, waived)
+    assert selection.index.tolist() == [2, 5, -1]  # row 1 now shows its preferred candidate, 5
+    with pytest.raises(ValueError, match=r"waived: no check named \['third'\]"):
+        guard(valued_images(9), {"third": torch.ones(9, dtype=torch.bool)})
+
+
 def test_select_refuses_groups_that_do_not_divide_the_candidates():
     guard, _ = value_guard()
     with pytest.raises(ValueError, match="group_size=4 must divide the 9 candidates"):
