@@ -26,7 +26,16 @@ from recbole_gen.rl.reward import RewardModel
 from run_benchmark import parse_spaces
 
 ROWS = ["the item's own image", "its reconstruction (scale 1)", "centre crop", "a crop at random (mean over k)",
-        "selected crop (closest to the user, reward space)", "crop closest to the target (cheats)"]
+        "selected crop (closest to the user, reward space)", "crop closest to the target (cheats)",
+        "selected minus the item's image [95% CI]"]
+
+
+def paired_interval(differences, resamples=2000, seed=0):
+    """Mean of per-user ``differences`` and its 95% bootstrap interval over users."""
+    generator = torch.Generator().manual_seed(seed)
+    means = differences[torch.randint(0, len(differences), (resamples, len(differences)), generator=generator)].mean(dim=1)
+    low, high = torch.quantile(means, torch.tensor([0.025, 0.975])).tolist()
+    return differences.mean().item(), low, high
 
 
 @torch.no_grad()
@@ -66,14 +75,16 @@ def main():
         _, encoder, embeddings = catalog_encoder(config, dataset)
         sources = top1_sources(args.recommender, data, dataset.field2id_token[config["ITEM_ID_FIELD"]])
         targets = torch.cat([batch[0][model.ITEM_ID] for batch in data])
-        own = (embeddings[sources] * embeddings[targets]).sum(dim=1).mean().item()
+        own = (embeddings[sources] * embeddings[targets]).sum(dim=1)
         reconstructed, _ = crop_target_sims(pipeline, data, sources, 1, 1.0, encoder, embeddings)
         lines += [f"\n### {space} space\n", "| crop scale | " + " | ".join(ROWS) + " |", "|---" * (len(ROWS) + 1) + "|"]
         for scale in args.crop_scales:
             sims, picked = crop_target_sims(pipeline, data, sources, args.k, scale, encoder, embeddings)
-            values = [own, reconstructed.mean().item(), sims[:, 0].mean().item(), sims.mean().item(),
-                      sims.gather(1, picked[:, None]).mean().item(), sims.max(dim=1).values.mean().item()]
-            lines.append(f"| {scale:g} | " + " | ".join(f"{value:.4f}" for value in values) + " |")
+            selected = sims.gather(1, picked[:, None]).flatten()
+            values = [own.mean().item(), reconstructed.mean().item(), sims[:, 0].mean().item(), sims.mean().item(),
+                      selected.mean().item(), sims.max(dim=1).values.mean().item()]
+            gain, low, high = paired_interval(selected - own)
+            lines.append(f"| {scale:g} | " + " | ".join(f"{value:.4f}" for value in values) + f" | {gain:+.4f} [{low:+.4f}, {high:+.4f}] |")
             print(lines[-1], flush=True)
 
     command = (f"python benchmarks/selection_mode.py --checkpoint {args.checkpoint} --recommender {args.recommender} "

@@ -51,7 +51,7 @@ class GenRecPipelineOutput:
 CROP_POSITIONS = ((0.5, 0.5), (0, 0), (1, 0), (0, 1), (1, 1), (0.5, 0), (0.5, 1), (0, 0.5), (1, 0.5))
 
 
-def item_crops(images, k, scale=0.75):
+def item_crops(images, k, scale=0.6):
     """``(N, k, 3, S, S)`` uint8: ``k`` square crops of each image, ``scale`` of its side, resized back to ``S``
     (area-averaged down, bilinear up): the centre first, then the corners, then the edges' middles
     (:data:`CROP_POSITIONS`; at most 9). GeneRec's AI editor picks, among such crops of an item (thumbnails,
@@ -115,7 +115,7 @@ class GenRecPipeline:
 
     @torch.no_grad()
     def __call__(self, interaction, instructions=None, like=None, dislike=None, edit_items=None, strength=None,
-                 num_candidates=4, seed=0, generation_config=None, crops=False, crop_scale=0.75):
+                 num_candidates=4, seed=0, generation_config=None, crops=False, crop_scale=0.6):
         """Serve each row of ``interaction`` (a user's history, as in an evaluation split).
 
         Args:
