@@ -132,8 +132,9 @@ def _item_images(folder, n_items=30):
 
 def test_a_genrec_checkpoint_needs_no_cache_and_no_images(genrec_config, tiny_dataset, monkeypatch):
     images = _item_images(tiny_dataset / "posters")
+    # the instructor creates for every request, so the generate command below samples candidates
     config = {**genrec_config, "epochs": 1, "gallery_users": 0, "metrics": ["Recall"], "valid_metric": "Recall@10",
-              "image_dir": str(images)}
+              "image_dir": str(images), "instructor_show_threshold": 2.0, "instructor_edit_threshold": 2.0}
     result = run_recbole_gen(model="GenRec", dataset="tiny", config_dict=config)
     path = result["trainer"].saved_model_file
     trained = result["trainer"].model.eval()

@@ -71,6 +71,13 @@ def first_occurrences(rows_per_process):
     return keep
 
 
+def gather_per_user(rows, value):
+    """Every process's ``(value, keep)``, in rank order: ``value`` holds something per user of that process's
+    ``rows`` (the evaluated data's rows), and ``keep`` ``(U,)`` marks the users counted there (each row once)."""
+    parts = gather_objects((rows, value))
+    return list(zip([part for _, part in parts], first_occurrences([part_rows for part_rows, _ in parts])))
+
+
 def _global_pairs(pairs, rows, keep):
     pairs = pairs[keep[pairs[:, 0]]]
     return torch.stack([rows[pairs[:, 0]], pairs[:, 1]], dim=1)

@@ -12,6 +12,12 @@ import torch
 from torch import nn
 
 
+def condition_length(n_cond_tokens, n_history_images, n_instruction_tokens=0):
+    """How many condition tokens a :class:`UserCondition` of these settings writes (the generator's
+    sequence budget counts them before the condition exists)."""
+    return n_cond_tokens + n_history_images + n_instruction_tokens
+
+
 class UserCondition(nn.Module):
     def __init__(self, user_dim, hidden_size, n_cond_tokens, n_history_images, n_instruction_tokens=0, instruction_dim=0):
         super().__init__()
@@ -28,7 +34,7 @@ class UserCondition(nn.Module):
 
     @property
     def n_tokens(self):
-        return self.n_cond_tokens + self.n_history_images + self.n_instruction_tokens
+        return condition_length(self.n_cond_tokens, self.n_history_images, self.n_instruction_tokens)
 
     def forward(self, user_embedding, history_embeds=None, history_mask=None, instruction=None):
         """Condition tokens ``(B, n_tokens, hidden)``.

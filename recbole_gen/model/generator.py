@@ -32,6 +32,7 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
+from recbole_gen.model.condition import condition_length
 from recbole_gen.model.diffusion import DiffusionGenerator, load_unet, scheduler_config, small_unet
 from recbole_gen.model.image_tokenizer import JanusImageTokenizer, load_vq_tokenizer, vq_tokenizer_from_config
 
@@ -99,7 +100,7 @@ class JanusGenerator(ImageGenerator):
 
 def sequence_length(config, n_codes):
     """Positions the generator reads: the condition tokens (user, history images, instruction) and the codes."""
-    return config["n_cond_tokens"] + config["n_history_images"] + config["n_instruction_tokens"] + n_codes
+    return condition_length(config["n_cond_tokens"], config["n_history_images"], config["n_instruction_tokens"]) + n_codes
 
 
 def small_llama_config(config, tokenizer):

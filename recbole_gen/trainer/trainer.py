@@ -29,8 +29,7 @@ from recbole.utils import EvaluatorType, set_color
 
 from recbole_gen.compat import distributed_trainer, load_checkpoint, save_checkpoint
 from recbole_gen.data.item_content import item_content
-from recbole_gen.evaluator.collector import (COPIED_FIELD, SHOWN_FIELD, GenerativeCollector, first_occurrences,
-                                             gather_objects, pad_pairs)
+from recbole_gen.evaluator.collector import COPIED_FIELD, SHOWN_FIELD, GenerativeCollector, gather_per_user, pad_pairs
 from recbole_gen.evaluator.encoder import catalog_encoder
 from recbole_gen.evaluator.gallery import gallery_image, select_rows
 from recbole_gen.evaluator.image_quality import pixel_fidelity, sharpness
@@ -371,8 +370,7 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
             per_user = torch.cat(self._sharpness)
             rows = self.eval_collector.eval_rows
             if rows is not None:  # distributed: every process's users, each once
-                parts = gather_objects((rows, per_user))
-                per_user = torch.cat([part[keep] for (_, part), keep in zip(parts, first_occurrences([r for r, _ in parts]))])
+                per_user = torch.cat([part[keep] for part, keep in gather_per_user(rows, per_user)])
             result["blurratio"] = (per_user.mean() / self._catalog_sharpness).item()
         return result
 
@@ -383,10 +381,9 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
         rows = self.eval_collector.eval_rows
         if rows is None:
             return result
-        parts = gather_objects((rows, result))
         kept = []
-        for (rows, part), users in zip(parts, first_occurrences([rows for rows, _ in parts])):
-            images = users.repeat_interleave(len(part.passed) // len(rows))  # each user's samples are adjacent
+        for part, users in gather_per_user(rows, result):
+            images = users.repeat_interleave(len(part.passed) // len(users))  # each user's samples are adjacent
             kept.append(GuardResult(passed=part.passed[images], verdicts={
                 name: [verdict for verdict, keep in zip(verdicts, images.tolist()) if keep] for name, verdicts in part.verdicts.items()}))
         return GuardResult.concatenate(kept)
