@@ -22,7 +22,7 @@ setup(
     # makes a non-editable install carry them too.
     package_dir={"recbole_gen.properties": "properties"},
     package_data={
-        "recbole_gen.properties": ["*.yaml", "model/*.yaml", "dataset/*.yaml", "hyper/*.yaml"],
+        "recbole_gen.properties": ["*.yaml", "model/*.yaml", "dataset/*.yaml", "hyper/*.yaml", "presets/*.yaml"],
         "recbole_gen.evaluator": ["model_configs/*.json"],
     },
     install_requires=[

@@ -1,0 +1,33 @@
+"""The GPU preset (properties/presets/gpu_128px.yaml) builds the 128 px rung it describes, at tiny data scale on CPU."""
+
+import os
+
+import torch
+import yaml
+
+from recbole_gen.config import Config
+from recbole_gen.model.condition import condition_length
+from recbole_gen.model.sequential_recommender.genrec import GenRec
+from recbole.data import create_dataset, data_preparation
+
+from model.test_genrec import first_batch, train_steps
+
+PRESET = os.path.join(os.path.dirname(__file__), "..", "properties", "presets", "gpu_128px.yaml")
+
+
+def test_the_gpu_preset_builds_a_128_px_genrec_with_256_codes_that_trains_and_samples(genrec_config):
+    with open(PRESET) as f:
+        preset = yaml.safe_load(f)
+    # the test's own settings give way to the preset's, except the one-epoch tokenizer fit and a batch of 8
+    config_dict = {key: value for key, value in genrec_config.items() if key not in preset}
+    config = Config(model="GenRec", dataset="tiny", config_file_list=[PRESET],
+                    config_dict={**config_dict, "tokenizer_fit_epochs": 1, "train_batch_size": 8})
+    assert config["tokenizer_image_size"] == 128 and config["gen_layers"] == 8
+    train_data, _, test_data = data_preparation(config, create_dataset(config))
+    model = GenRec(config, train_data._dataset)
+    assert model.tokenizer.n_tokens == 256 and model.tokenizer.codebook_size == 1024
+    needed = condition_length(config["n_cond_tokens"], config["n_history_images"], config["n_instruction_tokens"]) + 256
+    assert model.generator.lm.config.max_position_embeddings == needed
+    assert torch.isfinite(torch.tensor(train_steps(model, train_data, 1))).all()
+    images = model.eval().generate(first_batch(test_data)[torch.arange(2)], 1, seed=0).images
+    assert images.shape == (2, 3, 128, 128) and images.dtype == torch.uint8
