@@ -109,6 +109,7 @@ def generate(checkpoint, users, samples=4, out="generated", seed=2020, guidance_
                "strength": config["editor_strength"] if strength is None else strength, "crops": crop_scale if crops else None}
     # index of each request's first candidate; requests shown a catalog item have none
     first_candidate = (torch.cumsum(output.has_candidates.long(), dim=0) - 1) * samples
+    images, texts = catalog_images(config, dataset, model)
     manifest, gallery_rows = [], []
     for row, token in enumerate(users):
         folder = os.path.join(out, f"user_{token}")
@@ -121,7 +122,10 @@ def generate(checkpoint, users, samples=4, out="generated", seed=2020, guidance_
             path = os.path.join(folder, f"sample_{k + 1}.png")
             save_image(output.candidates.images[first + k], path, {**provenance, "sample": k + 1, "action": output.actions[row]})
             files.append(path)
-        gallery_rows.append([(output.images[row], f"shown: {output.actions[row]}")] +
+        source = int(output.source_items[row])
+        edited = source if source and output.has_candidates[row] else 0  # the item the editor started from
+        gallery_rows.append([(images(torch.tensor([edited]))[0], texts[edited]) if edited else None,
+                             (output.images[row], f"shown: {output.actions[row]}")] +
                             [(image, "") for image in output.candidates.images[first:first + n_candidates]])
         shown = os.path.join(folder, "shown.png")
         shown_item = int(output.shown_items[row])
@@ -130,7 +134,6 @@ def generate(checkpoint, users, samples=4, out="generated", seed=2020, guidance_
                                                "catalog_item": str(dataset.id2token(item_field, shown_item)) if shown_item else None})
         length = int(interaction[model.ITEM_SEQ_LEN][row])
         history = interaction[model.ITEM_SEQ][row, :length].cpu()
-        source = int(output.source_items[row])
         manifest.append({
             "user": token,
             "history": [str(t) for t in dataset.id2token(item_field, history)],
@@ -142,9 +145,8 @@ def generate(checkpoint, users, samples=4, out="generated", seed=2020, guidance_
             "samples": files,
             "verdicts": [_verdicts(output, first, k) for k in range(n_candidates)],
         })
-    images, texts = catalog_images(config, dataset, model)
     gallery = gallery_image(model, interaction, gallery_rows, images, texts, users, config["gallery_history"],
-                            sample_titles=["shown"] + [f"candidate {k + 1}" for k in range(samples)])
+                            sample_titles=["edited item", "shown"] + [f"candidate {k + 1}" for k in range(samples)])
     gallery.save(os.path.join(out, "gallery.png"))
     with atomic_file(os.path.join(out, "manifest.json")) as path, open(path, "w") as f:
         json.dump({"checkpoint": checkpoint, "seed": seed, "request": request, "fidelity_checks": [check.name for check in guard.checks] if guard else [], "checks_skipped": skipped,
