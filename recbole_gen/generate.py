@@ -30,7 +30,7 @@ from recbole_gen.evaluator.gallery import gallery_image
 from recbole_gen.fidelity.provenance import save_image
 from recbole_gen.fitting import atomic_file
 from recbole_gen.model.sequential_recommender.genrec import GenRec
-from recbole_gen.pipeline import GenRecPipeline, request_guard
+from recbole_gen.pipeline import CROP_SCALE, GenRecPipeline, request_guard
 from recbole_gen.quick_start import load_data_and_model
 from recbole_gen.rl.reward import RewardModel
 
@@ -73,7 +73,7 @@ def _verdicts(output, first, sample):
 
 
 def generate(checkpoint, users, samples=4, out="generated", seed=2020, guidance_scale=None, temperature=None, top_k=None,
-             instruction=None, like=(), dislike=(), edit=None, strength=None, checks=True, crops=False, crop_scale=0.6):
+             instruction=None, like=(), dislike=(), edit=None, strength=None, checks=True, crops=False, crop_scale=CROP_SCALE):
     """Serve each user one request through :class:`~recbole_gen.pipeline.GenRecPipeline` and write what it made;
     returns the manifest's per-user entries."""
     config, model, dataset, _, _, test_data = load_data_and_model(checkpoint)
@@ -171,7 +171,8 @@ def main(argv=None):
     parser.add_argument("--strength", type=float, default=None, help="editing strength, 0 (unchanged) to 1 (new); default editor_strength")
     parser.add_argument("--crops", action="store_true",
                         help="with --edit: the candidates are crops of the item (GeneRec's selection mode), not sampled variants")
-    parser.add_argument("--crop_scale", type=float, default=0.6, help="a crop's side as a share of the image's (--crops; 0.6 chosen on validation among 0.6, 0.75, 0.9)")
+    parser.add_argument("--crop_scale", type=float, default=CROP_SCALE,
+                        help=f"a crop's side as a share of the image's (--crops; {CROP_SCALE} chosen on validation among 0.4 to 0.9)")
     parser.add_argument("--no_checks", action="store_true", help="skip the fidelity checks (and the reward encoder they use)")
     args = parser.parse_args(argv)
     users = _tokens(args.users)

@@ -49,9 +49,12 @@ class GenRecPipelineOutput:
 
 # Crop positions as fractions of the free margin (x, y): the centre, the corners, the edges' middles.
 CROP_POSITIONS = ((0.5, 0.5), (0, 0), (1, 0), (0, 1), (1, 1), (0.5, 0), (0.5, 1), (0, 0.5), (1, 0.5))
+# A crop's side as a share of the image's: chosen on validation among 0.4, 0.5, 0.6, 0.75 and 0.9
+# (docs/selection_mode_valid_ml-100k.md).
+CROP_SCALE = 0.6
 
 
-def item_crops(images, k, scale=0.6):
+def item_crops(images, k, scale=CROP_SCALE):
     """``(N, k, 3, S, S)`` uint8: ``k`` square crops of each image, ``scale`` of its side, resized back to ``S``
     (area-averaged down, bilinear up): the centre first, then the corners, then the edges' middles
     (:data:`CROP_POSITIONS`; at most 9). GeneRec's AI editor picks, among such crops of an item (thumbnails,
@@ -115,7 +118,7 @@ class GenRecPipeline:
 
     @torch.no_grad()
     def __call__(self, interaction, instructions=None, like=None, dislike=None, edit_items=None, strength=None,
-                 num_candidates=4, seed=0, generation_config=None, crops=False, crop_scale=0.6):
+                 num_candidates=4, seed=0, generation_config=None, crops=False, crop_scale=CROP_SCALE):
         """Serve each row of ``interaction`` (a user's history, as in an evaluation split).
 
         Args:
@@ -199,10 +202,11 @@ class GenRecPipeline:
         (``near_copy`` for crops). Created ones are sampled from noise; edited ones from ``source``'s codes at
         ``strength``, or are crops of ``source`` when ``crops_of_edits``."""
         model, device = self.model, self.model.device
+        size = model.tokenizer.image_size
         codes = torch.zeros(len(interaction) * k, model.tokenizer.n_tokens, dtype=torch.long, device=device)
+        images = torch.zeros(len(codes), 3, size, size, dtype=torch.uint8)
         if not len(interaction):
-            size = model.tokenizer.image_size
-            return Generation(codes=codes, images=torch.zeros(0, 3, size, size, dtype=torch.uint8)), {}
+            return Generation(codes=codes, images=images), {}
         uniforms = model.uniforms(interaction, k, seed)
         cropping = torch.tensor([crops_of_edits and action == "edit" for action in actions], device=device)
         is_crop = cropping.repeat_interleave(k)
@@ -219,11 +223,12 @@ class GenRecPipeline:
             codes[rows] = model.sample(repeat(condition)[rows], uniforms[rows.cpu()], generation_config,
                                        None if negative is None else repeat(negative)[rows], start_codes,
                                        strength if editing else 1.0)
-        images = model.tokenizer.decode(codes)
+        if not is_crop.all():
+            images[~is_crop.cpu()] = model.tokenizer.decode(codes[~is_crop])
         if cropping.any():
             cut = item_crops(model.tokenizer.decode(model.item_codes[source[cropping]]), k, crop_scale).flatten(0, 1)
             images[is_crop.cpu()] = cut
-            codes[is_crop] = model.tokenizer.encode(cut).to(device)
+            codes[is_crop] = model.tokenizer.encode(cut).to(device)  # the crops' own codes, for the record
         checks = [] if self.guard is None else [check.name for check in self.guard.checks]
         return Generation(codes=codes, images=images), ({"near_copy": is_crop.cpu()} if "near_copy" in checks else {})
 
