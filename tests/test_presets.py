@@ -1,4 +1,5 @@
-"""The GPU preset (properties/presets/gpu_128px.yaml) builds the 128 px rung it describes, at tiny data scale on CPU."""
+"""The presets in properties/presets/: the GPU preset builds the 128 px rung it describes (tiny data, CPU); the
+quick-start preset reaches the tokenizer fit."""
 
 import os
 
@@ -31,3 +32,21 @@ def test_the_gpu_preset_builds_a_128_px_genrec_with_256_codes_that_trains_and_sa
     assert torch.isfinite(torch.tensor(train_steps(model, train_data, 1))).all()
     images = model.eval().generate(first_batch(test_data)[torch.arange(2)], 1, seed=0).images
     assert images.shape == (2, 3, 128, 128) and images.dtype == torch.uint8
+
+
+
+def test_the_quick_start_preset_keys_its_own_tokenizer_fit_and_the_default_keeps_the_earlier_key(genrec_config):
+    """properties/presets/quick_start.yaml reaches the fit (its settings key the cache), and the default fit's key
+    is that of fits made before the schedule, betas and restart were settings, so their cached tokenizers are found."""
+    from recbole_gen.model.image_tokenizer import _fit_settings
+
+    quick = os.path.join(os.path.dirname(PRESET), "quick_start.yaml")
+    config_dict = {key: value for key, value in genrec_config.items() if not key.startswith("tokenizer_fit")}
+    settings = _fit_settings(Config(model="GenRec", dataset="tiny", config_file_list=[quick], config_dict=config_dict))
+    assert {key: settings[key] for key in settings if key.startswith("tokenizer_fit")} == {
+        "tokenizer_fit_epochs": 20, "tokenizer_fit_batch_size": 16, "tokenizer_fit_learning_rate": 0.003,
+        "tokenizer_fit_schedule": "cosine", "tokenizer_fit_warmup": 0.03, "tokenizer_fit_adam_betas": [0.9, 0.99],
+        "tokenizer_fit_restart_codes": True}
+    default = _fit_settings(Config(model="GenRec", dataset="tiny", config_dict=config_dict))
+    assert {key: default[key] for key in default if key.startswith("tokenizer_fit")} == {
+        "tokenizer_fit_epochs": 80, "tokenizer_fit_batch_size": 64, "tokenizer_fit_learning_rate": 0.002}

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import VQModel
 from torch import nn
+from transformers import get_scheduler
 
 from recbole_gen.evaluator.image_quality import pixel_fidelity
 from recbole_gen.fitting import cached_fit, fit_minibatches
@@ -35,6 +36,9 @@ _FIT_KEYS = (
     "tokenizer_fit_batch_size",
     "tokenizer_fit_learning_rate",
     "tokenizer_fit_restart_codes",
+    "tokenizer_fit_schedule",
+    "tokenizer_fit_warmup",
+    "tokenizer_fit_adam_betas",
     "seed",
 )
 FIT_LOG = "fit_log.json"
@@ -130,7 +134,10 @@ class JanusImageTokenizer(ImageTokenizer):
 
 # Settings added after fits were cached, with the value that fits as before: left out of the key at that
 # value, so the cached tokenizers behind published numbers stay valid.
-_LATER_KEYS = {"tokenizer_fit_restart_codes": False}
+_LATER_KEYS = {"tokenizer_fit_restart_codes": False, "tokenizer_fit_schedule": "constant", "tokenizer_fit_warmup": 0.0,
+               "tokenizer_fit_adam_betas": [0.9, 0.999]}
+# tokenizer_fit_schedule -> transformers.get_scheduler's name (with warmup where tokenizer_fit_warmup > 0).
+FIT_SCHEDULES = {"constant": "constant_with_warmup", "cosine": "cosine", "linear": "linear"}
 
 
 def _fit_settings(config):
@@ -182,6 +189,18 @@ class _DeadCodeRestart:
         self.counts.zero_()
 
 
+def _fit_scheduler(config, optimizer, total_steps):
+    """The learning-rate schedule of the fit: ``tokenizer_fit_schedule`` after a linear warmup over the
+    ``tokenizer_fit_warmup`` share of its steps (transformers' schedulers)."""
+    schedule, warmup = config["tokenizer_fit_schedule"], config["tokenizer_fit_warmup"]
+    if schedule not in FIT_SCHEDULES:
+        raise ValueError(f"config key 'tokenizer_fit_schedule' = {schedule!r}: expected one of {sorted(FIT_SCHEDULES)}")
+    if not 0 <= warmup < 1:
+        raise ValueError(f"config key 'tokenizer_fit_warmup' = {warmup!r}: expected a share of the fit's steps in [0, 1)")
+    return get_scheduler(FIT_SCHEDULES[schedule], optimizer, num_warmup_steps=round(warmup * total_steps),
+                         num_training_steps=total_steps)
+
+
 @torch.enable_grad()  # GenRec may be built inside RecBole's no_grad evaluation
 def fit_tokenizer(config, content, out_dir):
     """Train a ``VQModel`` from scratch to reconstruct the catalog's images (MSE + commitment loss); save to ``out_dir``."""
@@ -194,9 +213,13 @@ def fit_tokenizer(config, content, out_dir):
     if len(items) == 0:
         raise ValueError("the image tokenizer needs at least one catalog item with an image to train on")
     pixels = tokenizer.to_pixels(content.images[items])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config["tokenizer_fit_learning_rate"])
-    restart = _DeadCodeRestart(model.quantize, -(-len(pixels) // config["tokenizer_fit_batch_size"]), generator) \
-        if config["tokenizer_fit_restart_codes"] else None
+    betas = config["tokenizer_fit_adam_betas"]
+    if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
+        raise ValueError(f"config key 'tokenizer_fit_adam_betas' = {betas!r}: expected two numbers in [0, 1), e.g. [0.9, 0.99]")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config["tokenizer_fit_learning_rate"], betas=tuple(betas))
+    steps_per_epoch = -(-len(pixels) // config["tokenizer_fit_batch_size"])
+    scheduler = _fit_scheduler(config, optimizer, steps_per_epoch * config["tokenizer_fit_epochs"])
+    restart = _DeadCodeRestart(model.quantize, steps_per_epoch, generator) if config["tokenizer_fit_restart_codes"] else None
 
     def step(batch):
         pixel_batch = pixels[batch]
@@ -207,6 +230,7 @@ def fit_tokenizer(config, content, out_dir):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        scheduler.step()
         if restart is not None:
             restart.step(codes, latents)
         return loss.item()

@@ -39,10 +39,50 @@ def test_the_fit_log_holds_pixel_fidelity_consistent_with_its_mse(genrec_config,
     assert 0 < fidelity["ssim"] < 1 and 0 < fidelity["ms_ssim"] < 1 and fidelity["ms_ssim_scales"] == 2
 
 
-def test_the_restart_setting_keys_a_fit_only_when_on_so_earlier_caches_stay_valid(genrec_config):
+def _lrs(schedule, warmup, total=8):
+    from recbole_gen.model.image_tokenizer import _fit_scheduler
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = _fit_scheduler({"tokenizer_fit_schedule": schedule, "tokenizer_fit_warmup": warmup}, optimizer, total)
+    lrs = [optimizer.param_groups[0]["lr"]]
+    for _ in range(total):
+        optimizer.step()
+        scheduler.step()
+        lrs.append(optimizer.param_groups[0]["lr"])
+    return lrs
+
+
+def test_the_fit_schedule_warms_up_to_the_learning_rate_then_decays_to_zero():
+    cosine = _lrs("cosine", warmup=0.25)
+    assert cosine[0] == 0 and cosine[1] == pytest.approx(0.5) and cosine[2] == pytest.approx(1.0)
+    assert all(a > b for a, b in zip(cosine[2:], cosine[3:])) and cosine[-1] == pytest.approx(0, abs=1e-12)
+    assert cosine[5] == pytest.approx(0.5)  # half-way through the decay
+    assert _lrs("constant", warmup=0.0) == [1.0] * 9  # the schedule of fits before it was a setting
+    assert _lrs("linear", warmup=0.0)[4] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("tokenizer_fit_schedule", "cosine_restarts", "'tokenizer_fit_schedule' = 'cosine_restarts': expected one of"),
+    ("tokenizer_fit_warmup", 1.0, "'tokenizer_fit_warmup' = 1.0"),
+    ("tokenizer_fit_warmup", -0.1, "'tokenizer_fit_warmup' = -0.1"),
+])
+def test_a_bad_fit_schedule_is_refused_by_name(key, value, message):
+    from recbole_gen.model.image_tokenizer import _fit_scheduler
+
+    config = {"tokenizer_fit_schedule": "cosine", "tokenizer_fit_warmup": 0.1, key: value}
+    with pytest.raises(ValueError, match=message):
+        _fit_scheduler(config, torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), 10)
+
+
+def test_the_settings_of_earlier_fits_keep_their_cache_key(genrec_config):
+    """Fits made before the schedule and restart were settings (constant rate, no warmup, no restart) keep their
+    cached key, so their tokenizers are found again when those values are set explicitly."""
     from recbole_gen.config import Config
     from recbole_gen.model.image_tokenizer import _fit_settings
 
-    off = _fit_settings(Config(model="GenRec", dataset="tiny", config_dict=genrec_config))
-    on = _fit_settings(Config(model="GenRec", dataset="tiny", config_dict={**genrec_config, "tokenizer_fit_restart_codes": True}))
-    assert "tokenizer_fit_restart_codes" not in off and on == {**off, "tokenizer_fit_restart_codes": True}
+    earlier = {"tokenizer_fit_restart_codes": False, "tokenizer_fit_schedule": "constant", "tokenizer_fit_warmup": 0.0}
+    settings = _fit_settings(Config(model="GenRec", dataset="tiny", config_dict={**genrec_config, **earlier}))
+    assert not set(earlier) & set(settings)
+    cosine = _fit_settings(Config(model="GenRec", dataset="tiny", config_dict={**genrec_config, **earlier,
+                                                                                "tokenizer_fit_schedule": "cosine"}))
+    assert cosine == {**settings, "tokenizer_fit_schedule": "cosine"}
