@@ -85,3 +85,20 @@ def test_pickled_objects_are_refused(tmp_path, monkeypatch):
 def test_missing_checkpoint_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.pth"):
         load_checkpoint(tmp_path / "nope.pth")
+
+
+@pytest.mark.parametrize("before", [False, True])
+def test_recbole_models_leave_anomaly_detection_as_the_user_set_it(before):
+    """RecBole's sine.py turns autograd anomaly detection on at import (every backward then ~2x slower);
+    once recbole_gen is imported, loading any RecBole model leaves the switch where the user had it."""
+    import subprocess
+    import sys
+
+    script = (f"import torch; torch.autograd.set_detect_anomaly({before}); import recbole_gen.quick_start; "
+              "from recbole.utils import get_model; get_model('SINE'); get_model('SASRec'); "
+              "print(torch.is_anomaly_enabled())")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == str(before)
+    unpatched = subprocess.run([sys.executable, "-c", "import torch; import recbole.model.sequential_recommender; "
+                                "print(torch.is_anomaly_enabled())"], capture_output=True, text=True, check=True).stdout
+    assert unpatched.strip().splitlines()[-1] == "True"  # the RecBole behaviour this guards against is still there
