@@ -2,6 +2,7 @@
 
     python benchmarks/tokenizer_fit.py --dataset ml-100k --set tokenizer_fit_epochs=27 tokenizer_fit_restart_codes=true
     python benchmarks/tokenizer_fit.py --dataset ml-100k --image_dir ../shared/data/ml-100k-posters/images
+    python benchmarks/tokenizer_fit.py --dataset ml-100k --config_files properties/presets/quick_start.yaml --set seed=2021
 
 Fits into a temporary folder (never the tokenizer cache) and prints one JSON line: the settings, the fit's
 wall time, the reconstruction MSE (uint8 scale), PSNR / SSIM / MS-SSIM and codebook usage
@@ -16,6 +17,7 @@ import time
 
 import yaml
 from recbole.data import create_dataset
+from recbole.utils import init_seed
 
 from recbole_gen.config import Config
 from recbole_gen.data.item_content import item_content
@@ -26,6 +28,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="ml-100k")
     parser.add_argument("--image_dir", default=None)
+    parser.add_argument("--config_files", nargs="*", default=None, help="YAML files, e.g. a preset")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="tokenizer settings (YAML values)")
     args = parser.parse_args()
     overrides = {}
@@ -34,15 +37,17 @@ def main():
         if not sep:
             raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
         overrides[key] = yaml.safe_load(value)
-    config = Config(model="GenRec", dataset=args.dataset, config_dict={"image_dir": args.image_dir, "show_progress": False, **overrides})
+    config = Config(model="GenRec", dataset=args.dataset, config_file_list=args.config_files,
+                    config_dict={"image_dir": args.image_dir, "show_progress": False, **overrides})
     content = item_content(config, create_dataset(config))
+    init_seed(config["seed"], config["reproducibility"])  # the model's initial weights, as a RecBole run seeds them
     with tempfile.TemporaryDirectory() as folder:
         start = time.time()
         fit_tokenizer(config, content, folder)
         seconds = time.time() - start
         with open(os.path.join(folder, FIT_LOG)) as f:
             log = json.load(f)
-    print(json.dumps({"settings": overrides, "image_dir": args.image_dir, "seconds": round(seconds, 1),
+    print(json.dumps({"settings": overrides, "config_files": args.config_files, "image_dir": args.image_dir, "seconds": round(seconds, 1),
                       "mse": log["reconstruction_mse_uint8"], "codebook_usage": log["codebook_usage"], **log["reconstruction"]}))
 
 
