@@ -189,16 +189,20 @@ class _DeadCodeRestart:
         self.counts.zero_()
 
 
-def _fit_scheduler(config, optimizer, total_steps):
-    """The learning-rate schedule of the fit: ``tokenizer_fit_schedule`` after a linear warmup over the
-    ``tokenizer_fit_warmup`` share of its steps (transformers' schedulers)."""
-    schedule, warmup = config["tokenizer_fit_schedule"], config["tokenizer_fit_warmup"]
+def _fit_optimizer(config, parameters, total_steps):
+    """The fit's AdamW (``tokenizer_fit_learning_rate``, ``tokenizer_fit_adam_betas``) and its learning-rate
+    schedule: ``tokenizer_fit_schedule`` after a linear warmup over the ``tokenizer_fit_warmup`` share of its
+    ``total_steps`` (transformers' schedulers)."""
+    schedule, warmup, betas = config["tokenizer_fit_schedule"], config["tokenizer_fit_warmup"], config["tokenizer_fit_adam_betas"]
     if schedule not in FIT_SCHEDULES:
         raise ValueError(f"config key 'tokenizer_fit_schedule' = {schedule!r}: expected one of {sorted(FIT_SCHEDULES)}")
     if not 0 <= warmup < 1:
         raise ValueError(f"config key 'tokenizer_fit_warmup' = {warmup!r}: expected a share of the fit's steps in [0, 1)")
-    return get_scheduler(FIT_SCHEDULES[schedule], optimizer, num_warmup_steps=round(warmup * total_steps),
-                         num_training_steps=total_steps)
+    if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
+        raise ValueError(f"config key 'tokenizer_fit_adam_betas' = {betas!r}: expected two numbers in [0, 1), e.g. [0.9, 0.99]")
+    optimizer = torch.optim.AdamW(parameters, lr=config["tokenizer_fit_learning_rate"], betas=tuple(betas))
+    return optimizer, get_scheduler(FIT_SCHEDULES[schedule], optimizer, num_warmup_steps=round(warmup * total_steps),
+                                    num_training_steps=total_steps)
 
 
 @torch.enable_grad()  # GenRec may be built inside RecBole's no_grad evaluation
@@ -213,12 +217,8 @@ def fit_tokenizer(config, content, out_dir):
     if len(items) == 0:
         raise ValueError("the image tokenizer needs at least one catalog item with an image to train on")
     pixels = tokenizer.to_pixels(content.images[items])
-    betas = config["tokenizer_fit_adam_betas"]
-    if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
-        raise ValueError(f"config key 'tokenizer_fit_adam_betas' = {betas!r}: expected two numbers in [0, 1), e.g. [0.9, 0.99]")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config["tokenizer_fit_learning_rate"], betas=tuple(betas))
     steps_per_epoch = -(-len(pixels) // config["tokenizer_fit_batch_size"])
-    scheduler = _fit_scheduler(config, optimizer, steps_per_epoch * config["tokenizer_fit_epochs"])
+    optimizer, scheduler = _fit_optimizer(config, model.parameters(), steps_per_epoch * config["tokenizer_fit_epochs"])
     restart = _DeadCodeRestart(model.quantize, steps_per_epoch, generator) if config["tokenizer_fit_restart_codes"] else None
 
     def step(batch):

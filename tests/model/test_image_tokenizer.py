@@ -39,11 +39,16 @@ def test_the_fit_log_holds_pixel_fidelity_consistent_with_its_mse(genrec_config,
     assert 0 < fidelity["ssim"] < 1 and 0 < fidelity["ms_ssim"] < 1 and fidelity["ms_ssim_scales"] == 2
 
 
-def _lrs(schedule, warmup, total=8):
-    from recbole_gen.model.image_tokenizer import _fit_scheduler
+FIT = {"tokenizer_fit_learning_rate": 1.0, "tokenizer_fit_adam_betas": [0.9, 0.99],
+       "tokenizer_fit_schedule": "cosine", "tokenizer_fit_warmup": 0.1}
 
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    scheduler = _fit_scheduler({"tokenizer_fit_schedule": schedule, "tokenizer_fit_warmup": warmup}, optimizer, total)
+
+def _lrs(schedule, warmup, total=8):
+    from recbole_gen.model.image_tokenizer import _fit_optimizer
+
+    config = {**FIT, "tokenizer_fit_schedule": schedule, "tokenizer_fit_warmup": warmup}
+    optimizer, scheduler = _fit_optimizer(config, [torch.nn.Parameter(torch.zeros(1))], total)
+    assert optimizer.param_groups[0]["betas"] == (0.9, 0.99)
     lrs = [optimizer.param_groups[0]["lr"]]
     for _ in range(total):
         optimizer.step()
@@ -65,13 +70,14 @@ def test_the_fit_schedule_warms_up_to_the_learning_rate_then_decays_to_zero():
     ("tokenizer_fit_schedule", "cosine_restarts", "'tokenizer_fit_schedule' = 'cosine_restarts': expected one of"),
     ("tokenizer_fit_warmup", 1.0, "'tokenizer_fit_warmup' = 1.0"),
     ("tokenizer_fit_warmup", -0.1, "'tokenizer_fit_warmup' = -0.1"),
+    ("tokenizer_fit_adam_betas", [0.9], r"'tokenizer_fit_adam_betas' = \[0.9\]: expected two numbers"),
+    ("tokenizer_fit_adam_betas", [0.9, 1.0], r"'tokenizer_fit_adam_betas' = \[0.9, 1.0\]"),
 ])
-def test_a_bad_fit_schedule_is_refused_by_name(key, value, message):
-    from recbole_gen.model.image_tokenizer import _fit_scheduler
+def test_a_bad_fit_setting_is_refused_by_name(key, value, message):
+    from recbole_gen.model.image_tokenizer import _fit_optimizer
 
-    config = {"tokenizer_fit_schedule": "cosine", "tokenizer_fit_warmup": 0.1, key: value}
     with pytest.raises(ValueError, match=message):
-        _fit_scheduler(config, torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), 10)
+        _fit_optimizer({**FIT, key: value}, [torch.nn.Parameter(torch.zeros(1))], 10)
 
 
 def test_the_settings_of_earlier_fits_keep_their_cache_key(genrec_config):
