@@ -9,6 +9,7 @@
   random stream as it was, so a cold-cache run trains exactly like a warm-cache one.
 - :func:`atomic_file`: write a file through a temporary sibling and rename it into place.
 - :func:`fit_minibatches`: the shuffled mini-batch loop with a progress bar both fits use.
+- :func:`fused_kwargs`: ask torch's Adam/AdamW for their fused kernel where the parameters' device has one.
 """
 
 import contextlib
@@ -117,6 +118,20 @@ def cached_fit(cache_dir, prefix, key, fit, seed):
             shutil.rmtree(staging, ignore_errors=True)
             raise
     return out_dir
+
+
+FUSED_DEVICE_TYPES = ("cpu", "cuda")
+
+
+def fused_kwargs(parameters):
+    """``{"fused": True}`` when every parameter lives on a device whose Adam/AdamW has a fused kernel, else ``{}``.
+
+    torch's Adam and AdamW loop over the parameters one tensor at a time on the CPU by default (``foreach`` and
+    ``fused`` are picked automatically only for CUDA); the fused kernel does the same update in one pass, the
+    same up to float rounding. The image tokenizer's fit at batch 16 on 2 CPU cores is 4% faster with it
+    (docs/tokenizer_fit.md).
+    """
+    return {"fused": True} if all(p.device.type in FUSED_DEVICE_TYPES for p in parameters) else {}
 
 
 def fit_minibatches(indices, batch_size, epochs, generator, step, desc, show_progress):

@@ -44,7 +44,7 @@ def test_the_quick_start_preset_keys_its_own_tokenizer_fit_and_the_default_keeps
     config_dict = {key: value for key, value in genrec_config.items() if not key.startswith("tokenizer_fit")}
     settings = _fit_settings(Config(model="GenRec", dataset="tiny", config_file_list=[quick], config_dict=config_dict))
     assert {key: settings[key] for key in settings if key.startswith("tokenizer_fit")} == {
-        "tokenizer_fit_epochs": 20, "tokenizer_fit_batch_size": 16, "tokenizer_fit_learning_rate": 0.003,
+        "tokenizer_fit_epochs": 24, "tokenizer_fit_batch_size": 16, "tokenizer_fit_learning_rate": 0.003,
         "tokenizer_fit_schedule": "cosine", "tokenizer_fit_warmup": 0.03, "tokenizer_fit_adam_betas": [0.9, 0.99],
         "tokenizer_fit_restart_codes": True}
     default = _fit_settings(Config(model="GenRec", dataset="tiny", config_dict=config_dict))

@@ -23,7 +23,7 @@ from torch import nn
 from transformers import get_scheduler
 
 from recbole_gen.evaluator.image_quality import pixel_fidelity
-from recbole_gen.fitting import cached_fit, fit_minibatches
+from recbole_gen.fitting import cached_fit, fit_minibatches, fused_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +200,9 @@ def _fit_optimizer(config, parameters, total_steps):
         raise ValueError(f"config key 'tokenizer_fit_warmup' = {warmup!r}: expected a share of the fit's steps in [0, 1)")
     if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
         raise ValueError(f"config key 'tokenizer_fit_adam_betas' = {betas!r}: expected two numbers in [0, 1), e.g. [0.9, 0.99]")
-    optimizer = torch.optim.AdamW(parameters, lr=config["tokenizer_fit_learning_rate"], betas=tuple(betas))
+    parameters = list(parameters)
+    optimizer = torch.optim.AdamW(parameters, lr=config["tokenizer_fit_learning_rate"], betas=tuple(betas),
+                                  **fused_kwargs(parameters))
     return optimizer, get_scheduler(FIT_SCHEDULES[schedule], optimizer, num_warmup_steps=round(warmup * total_steps),
                                     num_training_steps=total_steps)
 

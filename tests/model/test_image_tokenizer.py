@@ -92,3 +92,30 @@ def test_the_settings_of_earlier_fits_keep_their_cache_key(genrec_config):
     cosine = _fit_settings(Config(model="GenRec", dataset="tiny", config_dict={**genrec_config, **earlier,
                                                                                 "tokenizer_fit_schedule": "cosine"}))
     assert cosine == {**settings, "tokenizer_fit_schedule": "cosine"}
+
+
+def test_the_fit_uses_the_fused_adamw_and_it_updates_like_the_per_tensor_loop():
+    from recbole_gen.fitting import fused_kwargs
+    from recbole_gen.model.image_tokenizer import _fit_optimizer
+
+    torch.manual_seed(0)
+    start = [torch.randn(5, 3), torch.randn(7)]
+    grads = [[torch.randn_like(p) for p in start] for _ in range(4)]
+    finals = {}
+    for fused in (False, True):
+        parameters = [torch.nn.Parameter(p.clone()) for p in start]
+        optimizer, _ = _fit_optimizer({**FIT, "tokenizer_fit_schedule": "constant", "tokenizer_fit_warmup": 0.0},
+                                      parameters, 4)
+        assert optimizer.defaults["fused"] is True
+        if not fused:  # torch's default on the CPU: one tensor at a time
+            for group in optimizer.param_groups:
+                group["fused"] = None
+        for step_grads in grads:
+            for p, g in zip(parameters, step_grads):
+                p.grad = g.clone()
+            optimizer.step()
+        finals[fused] = [p.detach() for p in parameters]
+    assert all(not torch.equal(p, p0) for p, p0 in zip(finals[True], start))  # the steps moved them
+    for loop, fused in zip(finals[False], finals[True]):
+        torch.testing.assert_close(fused, loop, rtol=1e-6, atol=1e-6)
+    assert fused_kwargs([torch.nn.Parameter(torch.zeros(1, device="meta"))]) == {}  # no fused kernel there
