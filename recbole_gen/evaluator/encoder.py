@@ -110,7 +110,7 @@ def fit_encoder(config, content, texts, out_dir):
     name = config["encoder_fit_model"]
     device = config["device"]
     generator = torch.Generator().manual_seed(config["encoder_fit_seed"])
-    model = open_clip.create_model(name, pretrained=None)
+    model = open_clip.create_model(name, pretrained=None, device=device)
     encoder = ItemEncoder(model, device=device)
     tokens = open_clip.get_tokenizer(name)(texts)
     items = torch.nonzero(content.has_image).flatten()
@@ -169,9 +169,9 @@ def _save_local_dir(model, name, out_dir, fit_log):
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(out_dir, "open_clip_model.safetensors"))
 
 
-def _create_pretrained(name, pretrained):
+def _create_pretrained(name, pretrained, device):
     try:
-        return open_clip.create_model(name, pretrained=pretrained)
+        return open_clip.create_model(name, pretrained=pretrained, device=device)
     except Exception as err:
         where = f"open_clip model '{name}'" + (f" with pretrained '{pretrained}'" if pretrained else "")
         raise RuntimeError(
@@ -189,11 +189,11 @@ def load_item_encoder(config, content):
         texts = fit_texts(config, content)
         out_dir = cached_fit(config["encoder_cache_dir"], config["encoder_fit_model"], _fit_key(config, content, texts),
                              lambda folder: fit_encoder(config, content, texts, folder), config["encoder_fit_seed"])
-        model = _create_pretrained(f"local-dir:{os.path.abspath(out_dir)}", None)
+        model = _create_pretrained(f"local-dir:{os.path.abspath(out_dir)}", None, config["device"])
     elif os.path.isdir(name):
-        model = _create_pretrained(f"local-dir:{os.path.abspath(name)}", None)
+        model = _create_pretrained(f"local-dir:{os.path.abspath(name)}", None, config["device"])
     elif ":" in name:
-        model = _create_pretrained(name, None)
+        model = _create_pretrained(name, None, config["device"])
     else:
         if name.replace("/", "-") not in open_clip.list_models():
             raise ValueError(
@@ -205,7 +205,7 @@ def load_item_encoder(config, content):
                 f"eval_encoder '{name}' needs eval_encoder_pretrained: a tag (see open_clip.list_pretrained()) "
                 "or a local weights file; random weights would make the metrics meaningless"
             )
-        model = _create_pretrained(name, config["eval_encoder_pretrained"])
+        model = _create_pretrained(name, config["eval_encoder_pretrained"], config["device"])
     return ItemEncoder(model, device=config["device"])
 
 
