@@ -1,12 +1,13 @@
 """Summarise RL runs (their ``<checkpoint>-rl.json`` logs) as a markdown table of validation results.
 
-    python benchmarks/rl_sweep_table.py saved/GenRec-*-rl.json --out table.md --plot copies.png
+    python benchmarks/rl_sweep_table.py saved/GenRec-*-rl.json --out table.md --plot copies.png --plot_fd fd.png
 
 For each run: the settings it changed from GenRec.yaml's RL defaults, the supervised policy's validation
 (step 0, logged before the first update) and the last validation, in the evaluation space (TargetSim,
 PersonalLift, FD, copy share) and the reward space, the last steps' KL and copy share, and the seconds
 per step. ``--plot``: each run's last validation TargetSim against its copy share, labelled by its copy
-penalty (and "+exp" where the expectation term was on). One sampling seed per validation: differences below the seed spread (TargetSim sd about 0.004
+penalty (and "+exp" where the expectation term was on); ``--plot_fd``: against FD to the next items,
+labelled by the KL weight. One sampling seed per validation: differences below the seed spread (TargetSim sd about 0.004
 at 8 images per user, docs/genrec.md) are noise.
 """
 
@@ -46,9 +47,13 @@ def row(log_file, defaults):
     cell = lambda key: f"{first.get(key, float('nan')):.4f} → {last.get(key, float('nan')):.4f}"
     changed = changed_settings(log_file, defaults)
     expectation = changed.get("rl_expectation_weight", defaults["rl_expectation_weight"]) not in (0, 0.0, "off")
-    label = f"cp={changed.get('rl_copy_penalty', defaults['rl_copy_penalty'])}" + ("+exp" if expectation else "")
-    points = [(label, last["copyshare"], last["targetsim"], 2 if expectation else 0),
-              ("supervised", first["copyshare"], first["targetsim"], 4)]
+    setting = lambda key: changed.get(key, defaults[key])
+    suffix = "+exp" if expectation else ""
+    colour = 2 if expectation else 0
+    points = {"copies": [(f"cp={setting('rl_copy_penalty')}{suffix}", last["copyshare"], last["targetsim"], colour),
+                         ("supervised", first["copyshare"], first["targetsim"], 4)],
+              "fd": [(f"kl={setting('rl_kl_weight')}{suffix}", last["fd"], last["targetsim"], colour),
+                     ("supervised", first["fd"], first["targetsim"], 4)]}
     return (f"| {settings} | {last['step']} | {cell('targetsim')} | {cell('targetsim_reward_space')} | {cell('personallift')} | "
             f"{cell('fd')} | {cell('copyshare')} | {statistics.mean(s['kl'] for s in tail):.4f} | {seconds:.2f} |"), points
 
@@ -58,6 +63,7 @@ def main():
     parser.add_argument("logs", nargs="+")
     parser.add_argument("--out", default=None)
     parser.add_argument("--plot", default=None, help="PNG of TargetSim against copy share")
+    parser.add_argument("--plot_fd", default=None, help="PNG of TargetSim against FD to the next items, labelled by KL weight")
     args = parser.parse_args()
     defaults = rl_defaults()
     lines = ["| run (changed from the defaults) | steps | TargetSim | TargetSim, reward space | PersonalLift | FD | copy share | KL (last 20 steps) | s/step |",
@@ -66,11 +72,14 @@ def main():
     lines += [line for line, _ in rows]
     text = "\n".join(lines)
     print(text)
-    if args.plot:
-        from plots import scatter_panel  # this folder's charts
+    plots = [(args.plot, "copies", "validation TargetSim (up) against exact-copy share (right)", "share of exact catalog copies"),
+             (args.plot_fd, "fd", "validation TargetSim (up) against FD to the next items (right)", "FD to the next items")]
+    for path, kind, title, x_label in plots:
+        if path:
+            from plots import scatter_panel  # this folder's charts
 
-        points = [points[0] for _, points in rows] + [rows[0][1][1]]  # each run's last validation; the supervised policy once
-        scatter_panel(points, "validation TargetSim (up) against exact-copy share (right)", "share of exact catalog copies").save(args.plot)
+            points = [points[kind][0] for _, points in rows] + [rows[0][1][kind][1]]  # each run's last validation; the supervised policy once
+            scatter_panel(points, title, x_label).save(path)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text + "\n")
