@@ -7,7 +7,7 @@ For each run: the settings it changed from GenRec.yaml's RL defaults, the superv
 PersonalLift, FD, copy share) and the reward space, the last steps' KL and copy share, and the seconds
 per step. ``--plot``: each run's last validation TargetSim against its copy share, labelled by its copy
 penalty (and "+exp" where the expectation term was on); ``--plot_fd``: against FD to the next items,
-labelled by the KL weight. One sampling seed per validation: differences below the seed spread (TargetSim sd about 0.004
+labelled by the KL weight (GRPO) or "dpo". One sampling seed per validation: differences below the seed spread (TargetSim sd about 0.004
 at 8 images per user, docs/genrec.md) are noise.
 """
 
@@ -52,7 +52,8 @@ def row(log_file, defaults):
     colour = 2 if expectation else 0
     points = {"copies": [(f"cp={setting('rl_copy_penalty')}{suffix}", last["copyshare"], last["targetsim"], colour),
                          ("supervised", first["copyshare"], first["targetsim"], 4)],
-              "fd": [(f"kl={setting('rl_kl_weight')}{suffix}", last["fd"], last["targetsim"], colour),
+              "fd": [(("dpo" if setting("rl_algorithm") == "dpo" else f"kl={setting('rl_kl_weight')}") + suffix,
+                      last["fd"], last["targetsim"], colour),
                      ("supervised", first["fd"], first["targetsim"], 4)]}
     return (f"| {settings} | {last['step']} | {cell('targetsim')} | {cell('targetsim_reward_space')} | {cell('personallift')} | "
             f"{cell('fd')} | {cell('copyshare')} | {statistics.mean(s['kl'] for s in tail):.4f} | {seconds:.2f} |"), points
