@@ -34,7 +34,6 @@ def test_the_gpu_preset_builds_a_128_px_genrec_with_256_codes_that_trains_and_sa
     assert images.shape == (2, 3, 128, 128) and images.dtype == torch.uint8
 
 
-
 def test_the_quick_start_preset_keys_its_own_tokenizer_fit_and_the_default_keeps_the_earlier_key(genrec_config):
     """properties/presets/quick_start.yaml reaches the fit (its settings key the cache), and the default fit's key
     is that of fits made before the schedule, betas and restart were settings, so their cached tokenizers are found."""
