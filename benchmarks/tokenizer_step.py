@@ -2,12 +2,14 @@
 
     OMP_NUM_THREADS=2 python benchmarks/tokenizer_step.py --batch_sizes 16 64
     OMP_NUM_THREADS=2 python benchmarks/tokenizer_step.py --batch_sizes 16 --variants fused fused+no_onednn fused+channels_last
+    OMP_NUM_THREADS=2 python benchmarks/tokenizer_step.py --batch_sizes 16 64 --variants fused fused+bf16 fused+bf16+channels_last
 
 Each variant builds the fit's model (``build_vq_model`` with properties/model/GenRec.yaml's settings) and
 runs the fit's step (encode, quantize, decode, MSE + commitment loss, backward, AdamW), warms up, then
 prints milliseconds a step and images a second. Variants: ``loop`` (torch's per-tensor AdamW on the CPU),
-``fused`` (the fit's AdamW, ``recbole_gen.fitting.fused_kwargs``), with ``+no_onednn`` (oneDNN off) or
-``+channels_last``. ``--profile`` prints torch's profiler table of 10 steps per run (docs/tokenizer_fit.md).
+``fused`` (the fit's AdamW, ``recbole_gen.fitting.fused_kwargs``), with ``+no_onednn`` (oneDNN off),
+``+channels_last``, ``+bf16`` (bf16 autocast of the forward pass) or ``+bf16+channels_last``. ``--profile``
+prints torch's profiler table of 10 steps per run (docs/tokenizer_fit.md).
 """
 
 import argparse
@@ -31,9 +33,12 @@ def run(config, batch_size, variant, steps, profile):
     size = config["tokenizer_image_size"]
     pixels = torch.rand(batch_size, 3, size, size) * 2 - 1
 
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled="bf16" in variant)
+
     def step():
-        quantized, commit_loss, _ = model.quantize(model.encode(pixels).latents)
-        loss = F.mse_loss(model.decode(quantized, force_not_quantize=True).sample, pixels) + commit_loss.mean()
+        with autocast:
+            quantized, commit_loss, _ = model.quantize(model.encode(pixels).latents)
+            loss = F.mse_loss(model.decode(quantized, force_not_quantize=True).sample.float(), pixels) + commit_loss.mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -61,7 +66,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--variants", nargs="+", default=["loop", "fused"],
-                        choices=["loop", "fused", "fused+no_onednn", "fused+channels_last"])
+                        choices=["loop", "fused", "fused+no_onednn", "fused+channels_last", "fused+bf16", "fused+bf16+channels_last"])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
