@@ -189,6 +189,7 @@ CONFIG_TYPES = {
     "rl_reward_horizon": int,
     "rl_expectation_weight": _NUMBER,
     "rl_expectation_contrast": bool,
+    "rl_reference_refresh": bool,
     "gallery_samples": int,
     "nproc": int,
     "world_size": int,

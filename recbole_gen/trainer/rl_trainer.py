@@ -15,6 +15,11 @@ next item, from the training split only) and:
 - ``rl_algorithm: dpo``: samples ``rl_group_size`` images per row from the frozen supervised policy,
   pairs the best with the worst by reward, and takes a DPO step (``rl_dpo_beta``).
 
+With ``rl_reference_refresh``, each epoch starts by copying the current policy into the reference: DPO
+becomes iterated DPO (each epoch's pairs are sampled from, and its loss anchored to, the policy the last
+epoch ended with; Xu et al. 2023, "Some things are more CRINGE than others"), and GRPO's KL anchors to
+the last epoch's policy instead of the supervised one. An epoch's validation then judges a whole round.
+
 The user encoder and the image tokenizer stay frozen: RL moves the condition and the generator. Each
 step's reward (mean, within-group spread, each term), KL, policy entropy, share of zero-spread groups,
 copy share and time split (sampling, reward, update) go to tensorboard, to the progress bar, and to
@@ -116,6 +121,8 @@ class GenRecRLTrainer(GenRecTrainer):
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         self.epoch = epoch_idx
         self.model.train()
+        if self.config["rl_reference_refresh"]:
+            self.reference.load_state_dict(self.model.state_dict())
         reward_model = self.reward_model(train_data._dataset)
         self.rows_without_image = 0
         steps = self.config["rl_steps_per_epoch"]

@@ -129,6 +129,24 @@ def test_dpo_prefers_the_better_of_each_pair(genrec_config):
     assert losses[-1] < losses[0]
 
 
+@pytest.mark.parametrize("refresh", [False, True])
+def test_reference_refresh_starts_each_epoch_from_the_last_epochs_policy(genrec_config, monkeypatch, refresh):
+    config, model, train_data = build({**genrec_config, **RL, "rl_algorithm": "dpo", "rl_learning_rate": 0.01,
+                                       "rl_steps_per_epoch": 3, "rl_reference_refresh": refresh})
+    trainer = GenRecRLTrainer(config, model)
+    monkeypatch.setattr(trainer, "reward_model", lambda dataset: code_zero_share)
+    state = lambda module: {k: v.clone() for k, v in module.state_dict().items()}
+    same = lambda a, b: all(torch.equal(a[k], b[k]) for k in a)
+    supervised = state(trainer.model)
+    trainer._train_epoch(train_data, 0)
+    after_first = state(trainer.model)
+    trainer._train_epoch(train_data, 1)
+    trainer.tensorboard.close()
+    assert not same(after_first, supervised) and not same(state(trainer.model), after_first)
+    assert same(state(trainer.reference), after_first if refresh else supervised)
+    assert not any(p.requires_grad for p in trainer.reference.parameters())
+
+
 def test_the_reward_encoder_cannot_be_the_evaluation_encoder(genrec_config):
     from recbole_gen.rl.reward import RewardModel
 
