@@ -102,6 +102,25 @@ def genrec_config_dict(root):
     }
 
 
+@pytest.fixture(autouse=True)
+def close_tensorboard_writers(monkeypatch):
+    """Close every tensorboard writer a test opened (RecBole's trainers open one under a path relative to the
+    test's folder) before that folder stops being the working directory, so no writer thread flushes into a
+    missing folder after the test."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    opened, init = [], SummaryWriter.__init__
+
+    def recording_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        opened.append(self)
+
+    monkeypatch.setattr(SummaryWriter, "__init__", recording_init)
+    yield
+    for writer in opened:
+        writer.close()
+
+
 @pytest.fixture
 def fast_config(tiny_dataset, monkeypatch):
     monkeypatch.chdir(tiny_dataset)
