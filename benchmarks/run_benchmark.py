@@ -20,7 +20,8 @@ near-copy thresholds) and re-scores its checkpoint, keeping its training record.
 
 GenRec's later stages are rows of their own, built on the GenRec row's checkpoint of the same run:
 ``GenRec+bestof`` shows the best of ``rl_group_size`` samples by the reranker (no training),
-``GenRec+rl`` trains the RL stage from it. ``GenRec+diffusion`` trains GenRec with the diffusion
+``GenRec+rl`` trains the RL stage from it (--rl_set KEY=JSON configures that row alone, e.g.
+``--rl_set 'rl_algorithm="dpo"' rl_epochs=1``). ``GenRec+diffusion`` trains GenRec with the diffusion
 generator (``generator: diffusion``) from scratch, under the same budget as the GenRec row. Every generator row reports its copies (CopyShare, and
 TargetSim over novel generations); --near_copy_thresholds sets each space's threshold (chosen on
 validation with benchmarks/copy_threshold.py).
@@ -55,6 +56,7 @@ EVALUATION_KEYS = {"metrics", "near_copy_threshold", "eval_best_of"}
 LATER_PARTS = {
     "rl_": lambda config: not config.get("rl_init_checkpoint"),
     "rl_expectation_contrast": lambda config: not config.get("rl_expectation_contrast"),
+    "rl_reference_refresh": lambda config: not config.get("rl_reference_refresh"),
     "generator": lambda config: config.get("generator") == "autoregressive",
     "diffusion_": lambda config: config.get("generator") != "diffusion",
     "n_instruction_tokens": lambda config: not config.get("n_instruction_tokens"),
@@ -65,12 +67,23 @@ LATER_PARTS = {
     "editor_": lambda config: True,
     "fidelity_": lambda config: not config.get("eval_fidelity"),
     "eval_fidelity": lambda config: not config.get("eval_fidelity"),
+    # the tokenizer fit's later options, at the values that reproduce the fit before them
+    "tokenizer_fit_schedule": lambda config: config.get("tokenizer_fit_schedule") == "constant",
+    "tokenizer_fit_warmup": lambda config: not config.get("tokenizer_fit_warmup"),
+    "tokenizer_fit_adam_betas": lambda config: list(config.get("tokenizer_fit_adam_betas") or []) == [0.9, 0.999],
+    "tokenizer_fit_restart_codes": lambda config: not config.get("tokenizer_fit_restart_codes"),
+    # the metrics' block size bounds memory, never values (tests/evaluator/test_metrics_blocks.py)
+    "eval_block_size": lambda config: True,
+    # a --set gen_* key (e.g. gen_max_positions=128, the value before it was derived) shapes GenRec alone
+    "gen_": lambda config: config.get("model") != "GenRec",
 }
 SPACES = {"identity": {}, "semantic": None}  # semantic: {"encoder_fit_text_fields": --semantic_fields}
 # Settings a reused result must share with the current command.
-SETTING_KEYS = ("dataset", "epochs", "seed", "content", "spaces", "semantic_fields", "sampling_seeds", "set", "config_files",
-                "near_copy_thresholds")
+SETTING_KEYS = ("dataset", "epochs", "seed", "content", "spaces", "semantic_fields", "sampling_seeds", "set", "rl_set",
+                "config_files", "near_copy_thresholds")
 EVALUATION_SETTINGS = {"near_copy_thresholds"}
+# Settings that only add config: a reused result is checked on the effective config they make, not on their text.
+CONFIG_SETTINGS = {"set", "rl_set"}
 
 
 def parse_content(specs):
@@ -118,7 +131,8 @@ def parse_thresholds(specs):
 
 
 def settings_of(args, model):
-    return {"model": model, **{key: getattr(args, key) for key in SETTING_KEYS}}
+    keys = [key for key in SETTING_KEYS if key != "rl_set" or split_model(model)[1] == "rl"]  # --rl_set shapes the RL row only
+    return {"model": model, **{key: getattr(args, key) for key in keys}}
 
 
 def model_config(args, model, content_name=None, space_name=None):
@@ -129,10 +143,10 @@ def model_config(args, model, content_name=None, space_name=None):
     spaces = parse_spaces(args.spaces, args.semantic_fields)
     content_name, space_name = content_name or next(iter(content)), space_name or next(iter(spaces))
     base = {"epochs": args.epochs, "seed": args.seed, "show_progress": False, "stopping_step": args.epochs}
-    for pair in args.set:
+    name, variant = split_model(model)
+    for pair in args.set + ((args.rl_set or []) if variant == "rl" else []):
         key, _, value = pair.partition("=")
         base[key] = json.loads(value)
-    name, variant = split_model(model)
     if variant == "rl":
         base["rl_init_checkpoint"] = args.base_checkpoint
     if variant == "diffusion":
@@ -449,7 +463,7 @@ def reusable(path, args, model, reevaluate=False):
     with open(path) as f:
         result = json.load(f)
     wanted, saved = settings_of(args, model), result.get("settings", {})
-    different = sorted(key for key in wanted if saved.get(key) != wanted[key])
+    different = sorted(key for key in wanted if key not in CONFIG_SETTINGS and saved.get(key) != wanted[key])
     rescore = [key for key in different if reevaluate and key in EVALUATION_SETTINGS]
     different = [key for key in different if key not in rescore]
     if different:
@@ -485,6 +499,8 @@ def parse_args(argv=None):
     parser.add_argument("--sampling_seeds", type=int, default=5, help="sampling seeds per generator test row (at least 5 for a row to publish)")
     parser.add_argument("--config_files", nargs="*", default=None)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON", help="extra config, e.g. eval_samples=4")
+    parser.add_argument("--rl_set", nargs="*", default=None, metavar="KEY=JSON",
+                        help='extra config of the GenRec+rl row only, e.g. rl_algorithm=\'"dpo"\' rl_epochs=1')
     parser.add_argument("--out", default=None, help="markdown file to write (default: print)")
     parser.add_argument("--plot", default=None, help="PNG of TargetSim against FD for every row, per space")
     parser.add_argument("--reuse", action="store_true",

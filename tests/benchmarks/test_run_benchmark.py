@@ -87,3 +87,25 @@ def test_genrec_stages_are_rows_built_on_the_genrec_row_and_old_results_are_resc
     rescored = json.loads((saved / "benchmark-tiny-GenRec.json").read_text())
     assert "copyshare" in rescored["results"]["cards"]["identity"]["test"][0]
     assert rescored["epoch_seconds"] == old["epoch_seconds"] and rescored["trained_by"] == old["source"]
+
+
+def test_rl_set_configures_the_rl_row_only(tiny_dataset, monkeypatch):
+    monkeypatch.chdir(tiny_dataset)
+    args = run_benchmark.parse_args(["--dataset", "tiny", "--models", "GenRec", "GenRec+rl", "--content", "cards",
+                                     "--set", "rl_epochs=2", "--rl_set", 'rl_algorithm="dpo"', "rl_epochs=1"])
+    args.base_checkpoint = "saved/GenRec.pth"
+    supervised, rl = (run_benchmark.model_config(args, model) for model in ("GenRec", "GenRec+rl"))
+    assert (supervised["rl_algorithm"], supervised["rl_epochs"], supervised["rl_init_checkpoint"]) == ("grpo", 2, None)
+    assert (rl["rl_algorithm"], rl["rl_epochs"], rl["rl_init_checkpoint"]) == ("dpo", 1, "saved/GenRec.pth")
+    assert run_benchmark.settings_of(args, "GenRec+rl")["rl_set"] == ['rl_algorithm="dpo"', "rl_epochs=1"]
+    assert "rl_set" not in run_benchmark.settings_of(args, "GenRec")  # other rows reuse results made without it
+
+    # a saved RL row is reused only where the effective config --rl_set makes is the same
+    plain = run_benchmark.parse_args(["--dataset", "tiny", "--models", "GenRec", "GenRec+rl", "--content", "cards", "--set", "rl_epochs=2"])
+    plain.base_checkpoint = args.base_checkpoint
+    saved = tiny_dataset / "saved-rl.json"
+    saved.write_text(json.dumps({"settings": run_benchmark.settings_of(plain, "GenRec+rl"), "checkpoint": "saved/rl.pth",
+                                 "config": run_benchmark.effective_config(run_benchmark.model_config(plain, "GenRec+rl"))}))
+    assert run_benchmark.reusable(str(saved), plain, "GenRec+rl")[1] is False
+    with pytest.raises(SystemExit, match="rl_algorithm: 'grpo' vs 'dpo'"):
+        run_benchmark.reusable(str(saved), args, "GenRec+rl")
