@@ -7,8 +7,9 @@ For each run: the settings it changed from GenRec.yaml's RL defaults, the superv
 PersonalLift, FD, copy share) and the reward space, the last steps' KL and copy share, and the seconds
 per step. ``--plot``: each run's last validation TargetSim against its copy share, labelled by its copy
 penalty (and "+exp" where the expectation term was on); ``--plot_fd``: against FD to the next items,
-labelled by the KL weight (GRPO) or "dpo". One sampling seed per validation: differences below the seed spread (TargetSim sd about 0.004
-at 8 images per user, docs/genrec.md) are noise.
+labelled by the KL weight (GRPO) or by ``dpo_label`` (DPO: its beta, candidates and steps). One sampling
+seed per validation: differences below the seed spread (TargetSim sd about 0.004 at 8 images per user,
+docs/genrec.md) are noise.
 """
 
 import argparse
@@ -30,8 +31,18 @@ def rl_defaults():
 def changed_settings(log_file, defaults):
     checkpoint = load_checkpoint(log_file[: -len("-rl.json")] + ".pth")
     final = checkpoint["config"]["final"]
-    # A key the run's code did not have yet was off (its term or feature did not exist).
-    return {key: final.get(key, "off") for key in defaults if key != "rl_init_checkpoint" and final.get(key, "off") != defaults[key]}
+    # A key the run's code did not have yet was off (its term or feature did not exist): unchanged where the default is off.
+    values = {key: final.get(key, "off") for key in defaults if key != "rl_init_checkpoint"}
+    return {key: value for key, value in values.items() if value != defaults[key] and not (value == "off" and defaults[key] is False)}
+
+
+def dpo_label(setting, defaults, steps):
+    """'dpo', '-iter' with a refreshed reference, the beta and candidates where not the defaults, '@' the steps."""
+    label = "dpo" + ("-iter" if setting("rl_reference_refresh") is True else "")
+    for key, short in (("rl_dpo_beta", "b"), ("rl_group_size", "n")):
+        if setting(key) != defaults[key]:
+            label += f",{short}={setting(key)}"
+    return f"{label}@{steps}"
 
 
 def row(log_file, defaults):
@@ -50,10 +61,10 @@ def row(log_file, defaults):
     setting = lambda key: changed.get(key, defaults[key])
     suffix = "+exp" if expectation else ""
     colour = 2 if expectation else 0
+    fd_label = dpo_label(setting, defaults, last["step"]) if setting("rl_algorithm") == "dpo" else f"kl={setting('rl_kl_weight')}"
     points = {"copies": [(f"cp={setting('rl_copy_penalty')}{suffix}", last["copyshare"], last["targetsim"], colour),
                          ("supervised", first["copyshare"], first["targetsim"], 4)],
-              "fd": [(("dpo" if setting("rl_algorithm") == "dpo" else f"kl={setting('rl_kl_weight')}") + suffix,
-                      last["fd"], last["targetsim"], colour),
+              "fd": [(fd_label + suffix, last["fd"], last["targetsim"], colour),
                      ("supervised", first["fd"], first["targetsim"], 4)]}
     return (f"| {settings} | {last['step']} | {cell('targetsim')} | {cell('targetsim_reward_space')} | {cell('personallift')} | "
             f"{cell('fd')} | {cell('copyshare')} | {statistics.mean(s['kl'] for s in tail):.4f} | {seconds:.2f} |"), points
