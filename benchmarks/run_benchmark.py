@@ -57,6 +57,7 @@ LATER_PARTS = {
     "rl_": lambda config: not config.get("rl_init_checkpoint"),
     "rl_expectation_contrast": lambda config: not config.get("rl_expectation_contrast"),
     "rl_reference_refresh": lambda config: not config.get("rl_reference_refresh"),
+    "rl_dpo_sft_weight": lambda config: not config.get("rl_dpo_sft_weight"),
     "generator": lambda config: config.get("generator") == "autoregressive",
     "diffusion_": lambda config: config.get("generator") != "diffusion",
     "n_instruction_tokens": lambda config: not config.get("n_instruction_tokens"),

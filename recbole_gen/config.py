@@ -190,6 +190,7 @@ CONFIG_TYPES = {
     "rl_expectation_weight": _NUMBER,
     "rl_expectation_contrast": bool,
     "rl_reference_refresh": bool,
+    "rl_dpo_sft_weight": _NUMBER,
     "gallery_samples": int,
     "nproc": int,
     "world_size": int,

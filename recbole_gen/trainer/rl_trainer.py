@@ -13,7 +13,10 @@ next item, from the training split only) and:
   each group, skips groups with no spread, and takes a policy-gradient step on the codes'
   log-probabilities with ``rl_kl_weight`` times the KL to the frozen supervised policy;
 - ``rl_algorithm: dpo``: samples ``rl_group_size`` images per row from the frozen supervised policy,
-  pairs the best with the worst by reward, and takes a DPO step (``rl_dpo_beta``).
+  pairs the best with the worst by reward, and takes a DPO step (``rl_dpo_beta``), plus
+  ``rl_dpo_sft_weight`` times the chosen samples' negative log-likelihood per code (RPO, Pang et al. 2024,
+  "Iterative Reasoning Preference Optimization"; trl's ``rpo_alpha``), which keeps the chosen samples likely
+  instead of letting DPO lower both likelihoods of a pair.
 
 With ``rl_reference_refresh``, each epoch starts by copying the current policy into the reference: DPO
 becomes iterated DPO (each epoch's pairs are sampled from, and its loss anchored to, the policy the last
@@ -204,10 +207,13 @@ class GenRecRLTrainer(GenRecTrainer):
         logits = self.logits(self.model, pair_rows, codes[pairs])
         with torch.no_grad():
             reference_logits = self.logits(self.reference, pair_rows, codes[pairs])
-        log_probs = code_log_probs(logits, codes[pairs]).sum(dim=1)
+        code_lp = code_log_probs(logits, codes[pairs])
+        log_probs = code_lp.sum(dim=1)
         reference_log_probs = code_log_probs(reference_logits, codes[pairs]).sum(dim=1)
         n = len(keep)
         loss = dpo_loss(log_probs[:n], log_probs[n:], reference_log_probs[:n], reference_log_probs[n:], self.config["rl_dpo_beta"])
+        if self.config["rl_dpo_sft_weight"]:  # RPO: plus the chosen samples' negative log-likelihood per code
+            loss = loss - self.config["rl_dpo_sft_weight"] * code_lp[:n].mean()
         self.update(loss)
         kl = code_kl(logits, reference_logits).mean().detach()
         return self.record(loss, kl, logits, rewards, copied, zero_spread=1 - n / len(rows),

@@ -129,6 +129,25 @@ def test_dpo_prefers_the_better_of_each_pair(genrec_config):
     assert losses[-1] < losses[0]
 
 
+def test_rpo_adds_the_chosen_samples_nll_per_code_to_the_dpo_loss(genrec_config, monkeypatch):
+    import recbole_gen.trainer.rl_trainer as rl_trainer
+
+    seen = {}
+
+    def recording_dpo_loss(chosen, rejected, reference_chosen, reference_rejected, beta):
+        seen.update(chosen=chosen.detach(), rejected=rejected.detach())
+        return chosen.sum() * 0  # the DPO part out of the way: what is left is the NLL term
+
+    monkeypatch.setattr(rl_trainer, "dpo_loss", recording_dpo_loss)
+    config, model, train_data = build({**genrec_config, **RL, "rl_algorithm": "dpo", "rl_dpo_sft_weight": 2.0})
+    trainer = GenRecRLTrainer(config, model)
+    trainer.model.train()
+    loss = trainer.dpo_step(next(trainer.training_rows(train_data)), code_zero_share)["loss"]
+    n_codes = model.tokenizer.n_tokens
+    assert loss == pytest.approx(-2.0 * seen["chosen"].mean().item() / n_codes, rel=1e-5)  # the chosen samples' NLL per code
+    assert loss != pytest.approx(-2.0 * seen["rejected"].mean().item() / n_codes, rel=1e-3)
+
+
 @pytest.mark.parametrize("refresh", [False, True])
 def test_reference_refresh_starts_each_epoch_from_the_last_epochs_policy(genrec_config, monkeypatch, refresh):
     config, model, train_data = build({**genrec_config, **RL, "rl_algorithm": "dpo", "rl_learning_rate": 0.01,
