@@ -33,7 +33,7 @@ def changed_settings(log_file, defaults):
     final = checkpoint["config"]["final"]
     # A key the run's code did not have yet was off (its term or feature did not exist): unchanged where the default is off.
     values = {key: final.get(key, "off") for key in defaults if key != "rl_init_checkpoint"}
-    return {key: value for key, value in values.items() if value != defaults[key] and not (value == "off" and defaults[key] is False)}
+    return {key: value for key, value in values.items() if value != defaults[key] and not (value == "off" and not defaults[key])}
 
 
 def dpo_label(setting, defaults, steps):
