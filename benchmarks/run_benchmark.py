@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -534,7 +535,7 @@ def main():
 
     models = (REFERENCES if args.references else []) + args.models
     worker_args = [a for a in sys.argv[1:] if a not in ("--reuse", "--reevaluate")]
-    command = "python " + " ".join(a for a in sys.argv if a not in ("--reuse", "--reevaluate"))
+    command = "python " + shlex.join(a for a in sys.argv if a not in ("--reuse", "--reevaluate"))  # pastes into a shell
     results, reused = [], {}
     for model in models:
         out = os.path.join("saved", f"benchmark-{args.dataset}-{model}.json")
