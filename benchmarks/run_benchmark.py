@@ -69,11 +69,6 @@ LATER_PARTS = {
     "editor_": lambda config: True,
     "fidelity_": lambda config: not config.get("eval_fidelity"),
     "eval_fidelity": lambda config: not config.get("eval_fidelity"),
-    # the tokenizer fit's later options, at the values that reproduce the fit before them
-    "tokenizer_fit_schedule": lambda config: config.get("tokenizer_fit_schedule") == "constant",
-    "tokenizer_fit_warmup": lambda config: not config.get("tokenizer_fit_warmup"),
-    "tokenizer_fit_adam_betas": lambda config: list(config.get("tokenizer_fit_adam_betas") or []) == [0.9, 0.999],
-    "tokenizer_fit_restart_codes": lambda config: not config.get("tokenizer_fit_restart_codes"),
     # the metrics' block size bounds memory, never values (tests/evaluator/test_metrics_blocks.py)
     "eval_block_size": lambda config: True,
     # a --set gen_* key (e.g. gen_max_positions=128, the value before it was derived) shapes GenRec alone
@@ -432,8 +427,15 @@ def markdown(results, args, command, reused):
 
 
 def _later_part_off(key, saved, wanted):
-    """Whether ``key`` belongs to a part added after the saved result ran that is off in ``wanted``."""
-    return key not in saved and any(key.startswith(prefix) and off(wanted) for prefix, off in LATER_PARTS.items())
+    """Whether ``key`` belongs to a part added after the saved result ran that is off in ``wanted`` (for the
+    tokenizer fit's later settings: at the value that fits as before them, ``LATER_FIT_KEYS``)."""
+    from recbole_gen.model.image_tokenizer import LATER_FIT_KEYS
+
+    if key in saved:
+        return False
+    if key in LATER_FIT_KEYS:
+        return wanted.get(key) == LATER_FIT_KEYS[key]
+    return any(key.startswith(prefix) and off(wanted) for prefix, off in LATER_PARTS.items())
 
 
 def frontier_plot(results, args):
