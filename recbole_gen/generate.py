@@ -73,7 +73,8 @@ def _verdicts(output, first, sample):
 
 
 def generate(checkpoint, users, samples=4, out="generated", seed=2020, guidance_scale=None, temperature=None, top_k=None,
-             instruction=None, like=(), dislike=(), edit=None, strength=None, checks=True, crops=False, crop_scale=CROP_SCALE):
+             instruction=None, like=(), dislike=(), edit=None, strength=None, checks=True, crops=False, crop_scale=CROP_SCALE,
+             create=False):
     """Serve each user one request through :class:`~recbole_gen.pipeline.GenRecPipeline` and write what it made;
     returns the manifest's per-user entries."""
     config, model, dataset, _, _, test_data = load_data_and_model(checkpoint)
@@ -102,11 +103,12 @@ def generate(checkpoint, users, samples=4, out="generated", seed=2020, guidance_
     output = pipeline(interaction, instructions=[instruction] * len(users) if instruction else None,
                       like=[liked] * len(users) if liked else None, dislike=[disliked] * len(users) if disliked else None,
                       edit_items=edit_items, strength=strength, num_candidates=samples, seed=seed, generation_config=generation_config,
-                      crops=crops, crop_scale=crop_scale)
+                      crops=crops, crop_scale=crop_scale, create=create)
 
     os.makedirs(out, exist_ok=True)
     request = {"instruction": instruction, "like": list(like), "dislike": list(dislike), "edit": edit,
-               "strength": config["editor_strength"] if strength is None else strength, "crops": crop_scale if crops else None}
+               "strength": config["editor_strength"] if strength is None else strength, "crops": crop_scale if crops else None,
+               "create": create}
     # index of each request's first candidate; requests shown a catalog item have none
     first_candidate = (torch.cumsum(output.has_candidates.long(), dim=0) - 1) * samples
     images, texts = catalog_images(config, dataset, model)
@@ -174,6 +176,8 @@ def main(argv=None):
     parser.add_argument("--crop_scale", type=float, default=CROP_SCALE,
                         help=f"a crop's side as a share of the image's (--crops; {CROP_SCALE} chosen on validation among 0.4 to 0.9)")
     parser.add_argument("--no_checks", action="store_true", help="skip the fidelity checks (and the reward encoder they use)")
+    parser.add_argument("--create", action="store_true",
+                        help="every request creates a new item (the AI creator), even where the instructor would show one")
     args = parser.parse_args(argv)
     users = _tokens(args.users)
     if args.strength is not None and not 0 <= args.strength <= 1:
@@ -184,7 +188,7 @@ def main(argv=None):
         parser.error(f"--crop_scale must be in (0, 1], got {args.crop_scale}")
     generate(args.checkpoint, users, args.samples, args.out, args.seed, args.guidance_scale, args.temperature, args.top_k,
              args.instruction, _tokens(args.like), _tokens(args.dislike), args.edit, args.strength, not args.no_checks,
-             args.crops, args.crop_scale)
+             args.crops, args.crop_scale, args.create)
     print(f"Wrote up to {args.samples} candidates for each of {len(users)} users, the one shown (shown.png), gallery.png and "
           f"manifest.json to {args.out}")
 

@@ -118,7 +118,7 @@ class GenRecPipeline:
 
     @torch.no_grad()
     def __call__(self, interaction, instructions=None, like=None, dislike=None, edit_items=None, strength=None,
-                 num_candidates=4, seed=0, generation_config=None, crops=False, crop_scale=CROP_SCALE):
+                 num_candidates=4, seed=0, generation_config=None, crops=False, crop_scale=CROP_SCALE, create=False):
         """Serve each row of ``interaction`` (a user's history, as in an evaluation split).
 
         Args:
@@ -131,6 +131,8 @@ class GenRecPipeline:
             generation_config: sampling settings (default the model's).
             crops: GeneRec's selection mode: an edited item's candidates are ``num_candidates`` crops of it
                 (:func:`item_crops`, ``crop_scale`` of its side) instead of sampled variants.
+            create: every request not in ``edit_items`` is served by the AI creator, whatever the instructor's
+                rule decides (to look at what the generator makes for users it would show a catalog item).
         """
         model, config = self.model.eval(), self.config
         batch, device = len(interaction), model.device
@@ -141,6 +143,8 @@ class GenRecPipeline:
         top_probability, top_item = model.user_encoder_scores(interaction).softmax(dim=1).max(dim=1)
         actions = decide(top_probability.cpu(), self._instruction_match(instruction, top_item), config["instructor_show_threshold"],
                          config["instructor_edit_threshold"], config["instructor_match_threshold"])
+        if create:
+            actions = ["create"] * batch
         source = torch.where(torch.tensor([action == "create" for action in actions], device=device), 0, top_item)
         if edit_items is not None:
             requested = edit_items.to(device) > 0

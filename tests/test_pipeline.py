@@ -36,6 +36,20 @@ def test_the_instructor_shows_the_top_item_when_sure_and_creates_when_not(traine
     assert torch.equal(created.images, created.candidates.images[created.chosen])
 
 
+def test_create_serves_every_request_with_the_creator_where_the_rule_would_show_a_catalog_item(trained):
+    config, model, interaction = trained
+    serve = pipeline(config, model, instructor_show_threshold=0.0)
+    forced = serve(interaction, num_candidates=2, seed=3, create=True)
+    assert forced.actions == ["create"] * 6 and forced.has_candidates.all() and (forced.source_items == 0).all()
+    assert torch.equal(forced.images, forced.candidates.images[forced.chosen])
+    # the same images the rule gives when it creates by itself
+    created = pipeline(config, model, instructor_show_threshold=2.0, instructor_edit_threshold=2.0)(interaction, num_candidates=2, seed=3)
+    assert torch.equal(forced.images, created.images)
+    # an explicit edit request stays an edit
+    edited = serve(interaction, edit_items=torch.tensor([1, 0, 0, 0, 0, 0]), num_candidates=2, create=True)
+    assert edited.actions == ["edit"] + ["create"] * 5
+
+
 def test_editing_at_strength_zero_returns_the_item_and_the_guard_falls_back_when_nothing_passes(trained):
     config, model, interaction = trained
     items = torch.full((6,), 5)
