@@ -58,7 +58,7 @@ def before_after(before, after, users, samples, seed):
     with tempfile.TemporaryDirectory() as folder:
         for label, checkpoint in (("before RL (supervised)", before), ("after RL", after)):
             out = os.path.join(folder, label.split()[0])
-            generate(checkpoint, users, samples=samples, out=out, seed=seed, create=True)  # the generator's images, never a catalog item
+            generate(checkpoint, users, samples=samples, out=out, seed=seed, create=True)  # candidates for every user, also those the instructor would show an item
             gallery = Image.open(os.path.join(out, "gallery.png")).convert("RGB")
             titled = Image.new("RGB", (gallery.width, gallery.height + 18), (255, 255, 255))
             ImageDraw.Draw(titled).text((4, 3), f"{label}: {checkpoint}", fill=(0, 0, 0), font=ImageFont.load_default())
