@@ -141,10 +141,11 @@ class GenRecPipeline:
         instruction = self._instructions(instructions, batch, device)
 
         top_probability, top_item = model.user_encoder_scores(interaction).softmax(dim=1).max(dim=1)
-        actions = decide(top_probability.cpu(), self._instruction_match(instruction, top_item), config["instructor_show_threshold"],
-                         config["instructor_edit_threshold"], config["instructor_match_threshold"])
         if create:
             actions = ["create"] * batch
+        else:
+            actions = decide(top_probability.cpu(), self._instruction_match(instruction, top_item), config["instructor_show_threshold"],
+                             config["instructor_edit_threshold"], config["instructor_match_threshold"])
         source = torch.where(torch.tensor([action == "create" for action in actions], device=device), 0, top_item)
         if edit_items is not None:
             requested = edit_items.to(device) > 0
