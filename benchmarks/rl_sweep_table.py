@@ -23,6 +23,9 @@ from recbole_gen.compat import load_checkpoint
 from recbole_gen.config import PROPERTIES_DIR
 
 
+SAME_BEFORE = {"rl_expectation_top_items"}  # added with its default = the behaviour before it (the top 10)
+
+
 def rl_defaults():
     with open(os.path.join(PROPERTIES_DIR, "model", "GenRec.yaml")) as f:
         return {key: value for key, value in yaml.safe_load(f).items() if key.startswith("rl_")}
@@ -31,8 +34,9 @@ def rl_defaults():
 def changed_settings(log_file, defaults):
     checkpoint = load_checkpoint(log_file[: -len("-rl.json")] + ".pth")
     final = checkpoint["config"]["final"]
-    # A key the run's code did not have yet was off (its term or feature did not exist): unchanged where the default is off.
-    values = {key: final.get(key, "off") for key in defaults if key != "rl_init_checkpoint"}
+    # A key the run's code did not have yet was off (its term or feature did not exist): unchanged where the default is
+    # off; a key whose default is what runs did before it existed (SAME_BEFORE) is unchanged.
+    values = {key: final.get(key, defaults[key] if key in SAME_BEFORE else "off") for key in defaults if key != "rl_init_checkpoint"}
     return {key: value for key, value in values.items() if value != defaults[key] and not (value == "off" and not defaults[key])}
 
 

@@ -189,6 +189,7 @@ CONFIG_TYPES = {
     "rl_reward_horizon": int,
     "rl_expectation_weight": _NUMBER,
     "rl_expectation_contrast": bool,
+    "rl_expectation_top_items": int,
     "rl_reference_refresh": bool,
     "rl_dpo_sft_weight": _NUMBER,
     "gallery_samples": int,

@@ -15,11 +15,12 @@ RERANK_TOP_ITEMS = 10
 
 
 @torch.no_grad()
-def expected_embedding(model, reward_model, interaction):
-    """``(B, d)``: the user-encoder-weighted mean reward-space embedding of each row's top catalog items."""
+def expected_embedding(model, reward_model, interaction, top_items=RERANK_TOP_ITEMS):
+    """``(B, d)``: the user-encoder-weighted mean reward-space embedding of each row's ``top_items`` top catalog
+    items (1: the embedding of its top item)."""
     scores = model.user_encoder.full_sort_predict(interaction).float()
     scores[:, ~reward_model.has_content.to(scores.device)] = -torch.inf
-    top = scores.topk(RERANK_TOP_ITEMS, dim=1)
+    top = scores.topk(top_items, dim=1)
     weights = top.values.softmax(dim=1).cpu()
     return F.normalize((weights.unsqueeze(-1) * reward_model.catalog[top.indices.cpu()]).sum(dim=1), dim=-1)
 

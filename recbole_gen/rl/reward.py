@@ -19,7 +19,9 @@ Terms, each per generated sample, weighted by config and summed:
   score-weighted mean embedding of the user's top catalog items (:mod:`recbole_gen.rl.reranker`, the
   best-of-N baseline's criterion): a low-noise signal that needs no target, which the single future
   items of the contrastive term are not; with ``rl_expectation_contrast``, minus the mean cosine to the
-  batch's other rows' expected embeddings, so a central image shown to everyone earns nothing here either.
+  batch's other rows' expected embeddings, so a central image shown to everyone earns nothing here either;
+  ``rl_expectation_top_items`` sets how many top items the expectation averages: fewer put it nearer the
+  top item (1: the top item's embedding, SASRec's corner of the frontier), more nearer the user's centre.
 
 Only the targets a caller passes enter the reward: the RL trainer passes each training row's next item and
 the user's following training items.
@@ -33,6 +35,7 @@ import torch
 from recbole_gen.data.item_content import item_content
 from recbole_gen.evaluator.encoder import FIT, catalog_encoder, fitted_encoder_dir
 from recbole_gen.fidelity.checks import realism_scores
+from recbole_gen.rl.reranker import RERANK_TOP_ITEMS
 
 REALISM_NEIGHBOURS = 10
 TERMS = ("contrastive", "realism", "diversity", "copy", "expectation")
@@ -54,13 +57,14 @@ class Rewards:
 class RewardModel:
     """Scores generated images against their rows' targets in the reward encoder's space."""
 
-    def __init__(self, encoder, catalog, has_content, weights, expectation_contrast=False):
+    def __init__(self, encoder, catalog, has_content, weights, expectation_contrast=False, expectation_top_items=RERANK_TOP_ITEMS):
         self.encoder = encoder
         self.catalog = catalog  # (n_items, d) unit embeddings, row = internal item id
         self.candidates = catalog[has_content]
         self.has_content = has_content
         self.weights = {term: weights.get(term, 0.0) for term in TERMS}  # terms with weight 0 are not computed
         self.expectation_contrast = expectation_contrast
+        self.expectation_top_items = expectation_top_items
 
     @property
     def needs_expectation(self):
@@ -83,7 +87,11 @@ class RewardModel:
         weights = {"contrastive": config["rl_contrastive_weight"], "realism": config["rl_realism_weight"],
                    "diversity": config["rl_diversity_weight"], "copy": config["rl_copy_penalty"],
                    "expectation": config["rl_expectation_weight"]}
-        return cls(encoder, embeddings, has_content, weights, config["rl_expectation_contrast"])
+        top_items = config["rl_expectation_top_items"]
+        if not isinstance(top_items, int) or not 1 <= top_items <= int(has_content.sum()):
+            raise ValueError(f"config key 'rl_expectation_top_items' = {top_items!r}: expected an integer from 1 to the "
+                             f"{int(has_content.sum())} catalog items with content")
+        return cls(encoder, embeddings, has_content, weights, config["rl_expectation_contrast"], top_items)
 
     def embed(self, images):
         return self.encoder.encode_images(images)

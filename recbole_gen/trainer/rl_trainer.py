@@ -165,7 +165,8 @@ class GenRecRLTrainer(GenRecTrainer):
         """``(Rewards, copied)`` of a generation for ``rows``: the reward sees the rows' own training targets only
         (their next items and the users' following training items, ``FUTURE_FIELD``)."""
         copied = self.model.copied_items(generation.codes) > 0
-        expected = expected_embedding(self.reference, reward_model, rows) if reward_model.needs_expectation else None
+        expected = (expected_embedding(self.reference, reward_model, rows, reward_model.expectation_top_items)
+                    if reward_model.needs_expectation else None)
         return reward_model(generation, copied, rows[FUTURE_FIELD], self.group_size, expected), copied
 
     def rollout(self, policy, rows, reward_model):

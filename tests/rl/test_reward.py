@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from recbole_gen.model.sequential_recommender.genrec import Generation
-from recbole_gen.rl.reranker import best_of_n
+from recbole_gen.rl.reranker import best_of_n, expected_embedding
 from recbole_gen.rl.reward import RewardModel
 
 E = torch.eye(3)
@@ -83,3 +83,23 @@ def test_best_of_n_keeps_the_sample_closest_to_the_expected_embedding():
     candidates.codes = torch.arange(6).unsqueeze(1)
     kept = best_of_n(candidates, torch.stack([E[1], E[2]]), model, 3)
     assert kept.codes.flatten().tolist() == [1, 3]
+
+
+class ScoredUsers:
+    """A model whose user encoder scores the catalog (padding, e0, e1, e2) with fixed scores per row."""
+
+    def __init__(self, scores):
+        self.user_encoder = self
+        self.scores = torch.tensor(scores)
+
+    def full_sort_predict(self, interaction):
+        return self.scores.clone()
+
+
+def test_expected_embedding_averages_the_top_items_by_their_score_softmax():
+    model = ScoredUsers([[9.0, 3.0, 3.0 - torch.log(torch.tensor(3.0)).item(), 0.0]])  # padding never counts
+    assert expected_embedding(model, reward_model(), None, top_items=1)[0].tolist() == pytest.approx([1.0, 0.0, 0.0])
+    # softmax weights 3/4 and 1/4 on e0 and e1, unit-normalised
+    top_two = F.normalize(torch.tensor([0.75, 0.25, 0.0]), dim=0)
+    assert expected_embedding(model, reward_model(), None, top_items=2)[0].tolist() == pytest.approx(top_two.tolist())
+    assert expected_embedding(model, reward_model(), None, top_items=3)[0, 2] > 0

@@ -175,6 +175,15 @@ def test_the_reward_encoder_cannot_be_the_evaluation_encoder(genrec_config):
         RewardModel.from_config(config, train_data._dataset)
 
 
+@pytest.mark.parametrize("top_items", [0, 10**6])
+def test_expectation_top_items_outside_the_catalog_is_refused(genrec_config, top_items):
+    from recbole_gen.rl.reward import RewardModel
+
+    config, model, train_data = build({**genrec_config, "rl_expectation_top_items": top_items})
+    with pytest.raises(ValueError, match=f"'rl_expectation_top_items' = {top_items}: expected an integer from 1"):
+        RewardModel.from_config(config, train_data._dataset)
+
+
 def test_future_items_are_the_same_users_following_training_targets(genrec_config):
     config, model, train_data = build(genrec_config)
     dataset = train_data._dataset
