@@ -10,7 +10,10 @@ generator that reproduces a trained recommender's beliefs exactly, with perfect 
 traces the TargetSim-FD frontier such samplers reach. Next to it: the recommender's top-1 (T -> 0),
 PopItem, the catalog item nearest the mean of the recommender's top-10 (a real image chosen for being
 central, not sampled), the expected embedding softmax(scores) @ catalog (not an image: the point a
-similarity-maximising, e.g. RL-tuned, generator aims at), and GenRec under several sampling settings.
+similarity-maximising, e.g. RL-tuned, generator aims at) and, with ``--expected_top_items``, the same over
+the top K items alone (the RL stage's ``rl_expectation_top_items``), and GenRec under several sampling
+settings; ``--genrec LABEL=PATH ...`` adds more checkpoints (RL runs next to their supervised start), and
+``--fd_target recommender`` draws the RL issue's FD bar (the recommender top-1's) instead of the supervised one's.
 
 All points are scored by the real evaluation path (RecBole's evaluate loop, GenerativeCollector, the
 generative metrics, the cached item encoder) on the validation split (``--split test`` only for final
@@ -20,6 +23,8 @@ dataset and seed (same split, same encoder). FD is to the users' next items.
 
 import argparse
 import math
+import os
+import shlex
 import sys
 import time
 
@@ -57,8 +62,15 @@ def nearest_to_topk_mean(units, k):
     return policy
 
 
-def expected_embedding(units):
-    return lambda scores: scores.softmax(dim=-1).cpu() @ units
+def expected_embedding(units, top_items=None):
+    """The score-softmax mean embedding of every catalog item, or of the ``top_items`` best-scored ones (the
+    target the RL stage's expectation term gives a generator with ``rl_expectation_top_items``)."""
+    def policy(scores):
+        if top_items is None:
+            return scores.softmax(dim=-1).cpu() @ units
+        top = scores.topk(top_items, dim=1)
+        return (top.values.softmax(dim=-1).cpu().unsqueeze(-1) * units[top.indices.cpu()]).sum(dim=1)
+    return policy
 
 
 def popular(units, popularity):
@@ -74,7 +86,7 @@ def summarise(name, kind, results, label):
     return row
 
 
-def recommender_points(checkpoint, temperatures, seeds, split):
+def recommender_points(checkpoint, temperatures, seeds, split, expected_top_items=()):
     config, model, dataset, train_data, valid_data, test_data = load_data_and_model(checkpoint)
     data = valid_data if split == "valid" else test_data
     config["gallery_users"] = 0
@@ -97,6 +109,9 @@ def recommender_points(checkpoint, temperatures, seeds, split):
                            "item nearest top-10 mean"))
     rows.append(summarise(f"expected embedding under {name} (not an image)", "expected", [run(expected_embedding(units))],
                            "expected embedding (no image)"))
+    for k in expected_top_items:
+        rows.append(summarise(f"expected embedding of {name}'s top-{k} (not an image)", "expected",
+                              [run(expected_embedding(units, k))], f"expected, top-{k}"))
     return rows
 
 
@@ -115,7 +130,7 @@ def shown_policy_trainer(config, model, dataset):
     return trainer
 
 
-def genrec_points(checkpoint, settings, seeds, split):
+def genrec_points(checkpoint, settings, seeds, split, label="GenRec"):
     config, model, trainer, valid_data, test_data = load_genrec(checkpoint, flag="--genrec")
     data = valid_data if split == "valid" else test_data
     ceiling_fd = float(trainer.tokenizer_ceiling(data)["fd"])
@@ -123,12 +138,22 @@ def genrec_points(checkpoint, settings, seeds, split):
     for temperature, guidance in settings:
         model.generation_config.update(temperature=temperature, guidance_scale=guidance)
         results = score_seeds(trainer, data, split, range(config["seed"], config["seed"] + seeds))
-        rows.append(summarise(f"GenRec, T={temperature:g}, guidance {guidance:g}", "genrec", results,
-                              f"GenRec T={temperature:g} g={guidance:g}"))
+        rows.append(summarise(f"{label}, T={temperature:g}, guidance {guidance:g}", "genrec", results,
+                              f"{label} T={temperature:g} g={guidance:g}"))
     return rows, ceiling_fd
 
 
-def plot(rows, targetsim_bar, fd_bar, path, size=(880, 540)):
+def labelled(checkpoints):
+    """``[(label, path)]`` of ``LABEL=PATH`` or ``PATH`` arguments (a plain path's label: GenRec, then GenRec 2, ...;
+    an argument that names an existing file is a path, whatever it holds)."""
+    pairs = []
+    for number, argument in enumerate(checkpoints, start=1):
+        label, _, path = ("", "", argument) if os.path.exists(argument) or "=" not in argument else argument.partition("=")
+        pairs.append((label or ("GenRec" if number == 1 else f"GenRec {number}"), path))
+    return pairs
+
+
+def plot(rows, targetsim_bar, fd_bar, path, fd_rule, size=(880, 540)):
     """TargetSim (y) against FD (x, log scale) for every point; the target region shaded."""
     margin_left, margin_bottom, margin_top, margin_right = 70, 50, 30, 20
     width, height = size
@@ -149,7 +174,7 @@ def plot(rows, targetsim_bar, fd_bar, path, size=(880, 540)):
     x0, y0 = to_px(10 ** x_lo, targetsim_bar)
     x1, _ = to_px(fd_bar, targetsim_bar)
     draw.rectangle([x0, margin_top, x1, y0], fill=(220, 245, 220))
-    draw.text((x0 + 4, margin_top + 4), "targets: TargetSim above every row,\nFD within 1.5x the ceiling", fill=(40, 120, 40), font=font)
+    draw.text((x0 + 4, margin_top + 4), f"targets: TargetSim above every ranking row,\nFD at most {fd_rule}", fill=(40, 120, 40), font=font)
     draw.line([margin_left, height - margin_bottom, width - margin_right, height - margin_bottom], fill=(0, 0, 0))
     draw.line([margin_left, margin_top, margin_left, height - margin_bottom], fill=(0, 0, 0))
     for exponent in range(math.ceil(x_lo), math.floor(x_hi) + 1):
@@ -190,11 +215,11 @@ def plot(rows, targetsim_bar, fd_bar, path, size=(880, 540)):
     image.save(path)
 
 
-def markdown(rows, targetsim_bar, fd_bar, ceiling_fd, command, split):
+def markdown(rows, targetsim_bar, fd_bar, fd_rule, command, split):
     split_name = {"valid": "Validation", "test": "Test"}[split]
     lines = [f"Command: `{command}`", "", f"Date: {time.strftime('%Y-%m-%d')}. {split_name} split. FD is to the users' next items. Sampled rows are means over seeds (sd in brackets); their PersonalLift interval is the mean of each seed's 95% bootstrap bounds.", "",
-             f"Targets of the GenRec issue: TargetSim above {targetsim_bar:.4f} (the best of PopItem and the recommender's top-1 here), "
-             f"FD at most {fd_bar:.4f} (1.5x the tokenizer ceiling's {ceiling_fd:.4f}).", "",
+             f"Targets: TargetSim above {targetsim_bar:.4f} (the best of PopItem and the recommender's top-1 here), "
+             f"FD at most {fd_bar:.4f} ({fd_rule}).", "",
              "| shown item | seeds | TargetSim | PersonalLift [95% interval] | FD | both targets |", "|---|---|---|---|---|---|"]
     for row in rows:
         both = "yes" if row["targetsim"] > targetsim_bar and row["fd"] <= fd_bar else "no"
@@ -207,9 +232,15 @@ def markdown(rows, targetsim_bar, fd_bar, ceiling_fd, command, split):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recommender", required=True, help="a run_recbole_gen checkpoint of a ranking model (e.g. SASRec)")
-    parser.add_argument("--genrec", required=True, help="a GenRec checkpoint trained on the same dataset and seed")
+    parser.add_argument("--genrec", required=True, nargs="+", metavar="[LABEL=]PATH",
+                        help="GenRec checkpoints trained on the same dataset and seed (e.g. a supervised one and RL runs from it)")
+    parser.add_argument("--fd_target", choices=["ceiling", "recommender"], default="ceiling",
+                        help="the FD bar: 1.5x the tokenizer ceiling's (the supervised GenRec issue) or the recommender "
+                             "top-1's (the RL issue)")
     parser.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 0.5, 0.3, 0.2, 0.1])
     parser.add_argument("--genrec_settings", nargs="+", default=["1:1", "0.5:1", "0.5:3"], metavar="T:GUIDANCE")
+    parser.add_argument("--expected_top_items", type=int, nargs="*", default=[],
+                        help="also the expected embedding of the recommender's top K items alone, for each K")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--split", choices=["valid", "test"], default="valid", help="test only for final figures")
     parser.add_argument("--out", default=None, help="markdown file to write (default: print)")
@@ -217,18 +248,25 @@ def main():
     args = parser.parse_args()
     settings = [tuple(float(part) for part in setting.split(":")) for setting in args.genrec_settings]
 
-    rows = recommender_points(args.recommender, args.temperatures, args.seeds, args.split)
-    genrec_rows, ceiling_fd = genrec_points(args.genrec, settings, args.seeds, args.split)
-    rows += genrec_rows
+    rows = recommender_points(args.recommender, args.temperatures, args.seeds, args.split, args.expected_top_items)
+    ceiling_fd = None
+    for label, checkpoint in labelled(args.genrec):
+        genrec_rows, fd = genrec_points(checkpoint, settings, args.seeds, args.split, label)
+        rows += genrec_rows
+        ceiling_fd = fd if ceiling_fd is None else ceiling_fd
     targetsim_bar = max(row["targetsim"] for row in rows if row["kind"] in ("reference", "recommender"))
-    fd_bar = FD_TOLERANCE * ceiling_fd
-    text = markdown(rows, targetsim_bar, fd_bar, ceiling_fd, "python " + " ".join(sys.argv), args.split)
+    if args.fd_target == "ceiling":
+        fd_bar, fd_rule = FD_TOLERANCE * ceiling_fd, f"1.5x the tokenizer ceiling's {ceiling_fd:.4f}"
+    else:
+        fd_bar = next(row["fd"] for row in rows if row["kind"] == "recommender")
+        fd_rule = "the recommender top-1's"
+    text = markdown(rows, targetsim_bar, fd_bar, fd_rule, "python " + shlex.join(sys.argv), args.split)
     if args.out:
         with open(args.out, "w") as file:
             file.write(text)
     print(text)
     if args.plot:
-        plot(rows, targetsim_bar, fd_bar, args.plot)
+        plot(rows, targetsim_bar, fd_bar, args.plot, fd_rule)
 
 
 if __name__ == "__main__":
