@@ -13,6 +13,8 @@ are not exact copies it catches too. Validation split only: the threshold is a c
 
 import argparse
 import json
+import shlex
+import sys
 
 import torch
 
@@ -68,7 +70,7 @@ def main():
     print(table)
     if args.out:
         with open(args.out, "w") as f:
-            f.write(f"# Near-copy thresholds\n\n`python benchmarks/copy_threshold.py --checkpoint {args.checkpoint} --spaces {' '.join(args.spaces)}`\n\n{table}\n")
+            f.write(f"# Near-copy thresholds\n\n`python {shlex.join(sys.argv)}`\n\n{table}\n")
 
 
 if __name__ == "__main__":
