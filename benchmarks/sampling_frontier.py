@@ -38,6 +38,7 @@ from recbole.data.interaction import Interaction
 from recbole_gen.evaluator.collector import SHOWN_FIELD
 from recbole_gen.model.sequential_recommender.popitem import PopItem
 from recbole_gen.quick_start import load_data_and_model
+from recbole_gen.rl.reranker import top_items_mean
 from recbole_gen.trainer import get_trainer
 
 SHOWN = ["targetsim", "personallift", "personallift_ci95_low", "personallift_ci95_high", "fd"]
@@ -68,8 +69,7 @@ def expected_embedding(units, top_items=None):
     def policy(scores):
         if top_items is None:
             return scores.softmax(dim=-1).cpu() @ units
-        top = scores.topk(top_items, dim=1)
-        return (top.values.softmax(dim=-1).cpu().unsqueeze(-1) * units[top.indices.cpu()]).sum(dim=1)
+        return top_items_mean(scores, units, top_items)
     return policy
 
 
@@ -130,10 +130,12 @@ def shown_policy_trainer(config, model, dataset):
     return trainer
 
 
-def genrec_points(checkpoint, settings, seeds, split, label="GenRec"):
+def genrec_points(checkpoint, settings, seeds, split, label="GenRec", ceiling=True):
+    """``(rows, ceiling_fd)`` of one GenRec checkpoint; ``ceiling_fd`` (the tokenizer ceiling's FD) is None
+    unless ``ceiling``."""
     config, model, trainer, valid_data, test_data = load_genrec(checkpoint, flag="--genrec")
     data = valid_data if split == "valid" else test_data
-    ceiling_fd = float(trainer.tokenizer_ceiling(data)["fd"])
+    ceiling_fd = float(trainer.tokenizer_ceiling(data)["fd"]) if ceiling else None
     rows = []
     for temperature, guidance in settings:
         model.generation_config.update(temperature=temperature, guidance_scale=guidance)
@@ -250,10 +252,13 @@ def main():
 
     rows = recommender_points(args.recommender, args.temperatures, args.seeds, args.split, args.expected_top_items)
     ceiling_fd = None
-    for label, checkpoint in labelled(args.genrec):
-        genrec_rows, fd = genrec_points(checkpoint, settings, args.seeds, args.split, label)
+    for number, (label, checkpoint) in enumerate(labelled(args.genrec)):
+        # the ceiling's FD bar: from the first checkpoint's tokenizer (all share the dataset and seed)
+        genrec_rows, fd = genrec_points(checkpoint, settings, args.seeds, args.split, label,
+                                        ceiling=number == 0 and args.fd_target == "ceiling")
         rows += genrec_rows
-        ceiling_fd = fd if ceiling_fd is None else ceiling_fd
+        if fd is not None:
+            ceiling_fd = fd
     targetsim_bar = max(row["targetsim"] for row in rows if row["kind"] in ("reference", "recommender"))
     if args.fd_target == "ceiling":
         fd_bar, fd_rule = FD_TOLERANCE * ceiling_fd, f"1.5x the tokenizer ceiling's {ceiling_fd:.4f}"

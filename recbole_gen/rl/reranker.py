@@ -20,9 +20,14 @@ def expected_embedding(model, reward_model, interaction, top_items=RERANK_TOP_IT
     items (1: the embedding of its top item)."""
     scores = model.user_encoder.full_sort_predict(interaction).float()
     scores[:, ~reward_model.has_content.to(scores.device)] = -torch.inf
+    return F.normalize(top_items_mean(scores, reward_model.catalog, top_items), dim=-1)
+
+
+def top_items_mean(scores, catalog, top_items):
+    """``(B, d)``: the mean of the ``catalog`` rows of each row's ``top_items`` best-scored items, weighted by the
+    softmax of their ``scores`` ``(B, n_items)`` (not normalised)."""
     top = scores.topk(top_items, dim=1)
-    weights = top.values.softmax(dim=1).cpu()
-    return F.normalize((weights.unsqueeze(-1) * reward_model.catalog[top.indices.cpu()]).sum(dim=1), dim=-1)
+    return (top.values.softmax(dim=1).cpu().unsqueeze(-1) * catalog[top.indices.cpu()]).sum(dim=1)
 
 
 def best_of_n(generation, expected, reward_model, n):

@@ -88,7 +88,7 @@ class RewardModel:
                    "diversity": config["rl_diversity_weight"], "copy": config["rl_copy_penalty"],
                    "expectation": config["rl_expectation_weight"]}
         top_items = config["rl_expectation_top_items"]
-        if not isinstance(top_items, int) or not 1 <= top_items <= int(has_content.sum()):
+        if not 1 <= top_items <= int(has_content.sum()):  # an int: Config checks the key's type
             raise ValueError(f"config key 'rl_expectation_top_items' = {top_items!r}: expected an integer from 1 to the "
                              f"{int(has_content.sum())} catalog items with content")
         return cls(encoder, embeddings, has_content, weights, config["rl_expectation_contrast"], top_items)
