@@ -13,7 +13,8 @@ central, not sampled), the expected embedding softmax(scores) @ catalog (not an 
 similarity-maximising, e.g. RL-tuned, generator aims at) and, with ``--expected_top_items``, the same over
 the top K items alone (the RL stage's ``rl_expectation_top_items``), and GenRec under several sampling
 settings; ``--genrec LABEL=PATH ...`` adds more checkpoints (RL runs next to their supervised start), and
-``--fd_target recommender`` draws the RL issue's FD bar (the recommender top-1's) instead of the supervised one's.
+``--fd_target recommender`` draws the RL issue's FD bar (the recommender top-1's) instead of the supervised one's;
+``--best_of N ...`` adds the first checkpoint as the best of N samples (the benchmark's GenRec+bestof reranker).
 
 All points are scored by the real evaluation path (RecBole's evaluate loop, GenerativeCollector, the
 generative metrics, the cached item encoder) on the validation split (``--split test`` only for final
@@ -130,18 +131,26 @@ def shown_policy_trainer(config, model, dataset):
     return trainer
 
 
-def genrec_points(checkpoint, settings, seeds, split, label="GenRec", ceiling=True):
-    """``(rows, ceiling_fd)`` of one GenRec checkpoint; ``ceiling_fd`` (the tokenizer ceiling's FD) is None
-    unless ``ceiling``."""
+def genrec_points(checkpoint, settings, seeds, split, label="GenRec", ceiling=True, best_of=()):
+    """``(rows, ceiling_fd)`` of one GenRec checkpoint, under each sampling setting and then, at the first
+    setting, as the best of each N in ``best_of`` samples (the benchmark's best-of-N reranker, ``eval_best_of``);
+    ``ceiling_fd`` (the tokenizer ceiling's FD) is None unless ``ceiling``."""
     config, model, trainer, valid_data, test_data = load_genrec(checkpoint, flag="--genrec")
     data = valid_data if split == "valid" else test_data
     ceiling_fd = float(trainer.tokenizer_ceiling(data)["fd"]) if ceiling else None
+    seed_range = range(config["seed"], config["seed"] + seeds)
     rows = []
     for temperature, guidance in settings:
         model.generation_config.update(temperature=temperature, guidance_scale=guidance)
-        results = score_seeds(trainer, data, split, range(config["seed"], config["seed"] + seeds))
-        rows.append(summarise(f"{label}, T={temperature:g}, guidance {guidance:g}", "genrec", results,
-                              f"{label} T={temperature:g} g={guidance:g}"))
+        rows.append(summarise(f"{label}, T={temperature:g}, guidance {guidance:g}", "genrec",
+                              score_seeds(trainer, data, split, seed_range), f"{label} T={temperature:g} g={guidance:g}"))
+    temperature, guidance = settings[0]
+    model.generation_config.update(temperature=temperature, guidance_scale=guidance)
+    for n in best_of:
+        config["eval_best_of"] = n
+        rows.append(summarise(f"{label}, best of {n}, T={temperature:g}, guidance {guidance:g}", "genrec",
+                              score_seeds(trainer, data, split, seed_range), f"{label} best of {n}"))
+    config["eval_best_of"] = 1
     return rows, ceiling_fd
 
 
@@ -243,19 +252,25 @@ def main():
     parser.add_argument("--genrec_settings", nargs="+", default=["1:1", "0.5:1", "0.5:3"], metavar="T:GUIDANCE")
     parser.add_argument("--expected_top_items", type=int, nargs="*", default=[],
                         help="also the expected embedding of the recommender's top K items alone, for each K")
+    parser.add_argument("--best_of", type=int, nargs="*", default=[], metavar="N",
+                        help="also the first --genrec checkpoint as the best of N samples by the benchmark's reranker "
+                             "(GenRec+bestof), for each N, at the first --genrec_settings")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--split", choices=["valid", "test"], default="valid", help="test only for final figures")
     parser.add_argument("--out", default=None, help="markdown file to write (default: print)")
     parser.add_argument("--plot", default=None, help="PNG of the frontier")
     args = parser.parse_args()
     settings = [tuple(float(part) for part in setting.split(":")) for setting in args.genrec_settings]
+    if any(n < 2 for n in args.best_of):
+        parser.error(f"--best_of: each N must be at least 2 (1 is plain sampling); got {args.best_of}")
 
     rows = recommender_points(args.recommender, args.temperatures, args.seeds, args.split, args.expected_top_items)
     ceiling_fd = None
     for number, (label, checkpoint) in enumerate(labelled(args.genrec)):
         # the ceiling's FD bar: from the first checkpoint's tokenizer (all share the dataset and seed)
         genrec_rows, fd = genrec_points(checkpoint, settings, args.seeds, args.split, label,
-                                        ceiling=number == 0 and args.fd_target == "ceiling")
+                                        ceiling=number == 0 and args.fd_target == "ceiling",
+                                        best_of=args.best_of if number == 0 else ())
         rows += genrec_rows
         if fd is not None:
             ceiling_fd = fd

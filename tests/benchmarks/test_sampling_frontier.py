@@ -8,6 +8,9 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
 import sampling_frontier  # noqa: E402
+from eval_seeds import load_genrec, score_seeds  # noqa: E402
+
+from recbole_gen.quick_start import run_recbole_gen  # noqa: E402
 
 UNITS = torch.cat([torch.zeros(1, 3), torch.eye(3)])  # row 0 padding; items 1..3 = e0..e2
 
@@ -25,3 +28,18 @@ def test_genrec_checkpoints_are_labelled_by_their_argument_or_by_number(tmp_path
     odd.write_bytes(b"")
     assert sampling_frontier.labelled(["saved/a.pth", "rl=saved/b=c.pth", "saved/d.pth", str(odd)]) == [
         ("GenRec", "saved/a.pth"), ("rl", "saved/b=c.pth"), ("GenRec 3", "saved/d.pth"), ("GenRec 4", str(odd))]
+
+
+def test_a_best_of_point_is_the_benchmarks_best_of_evaluation_and_leaves_plain_sampling_as_it_was(genrec_config):
+    config = {**genrec_config, "epochs": 1, "gallery_users": 0, "rl_reward_fit_epochs": 1}
+    checkpoint = run_recbole_gen(model="GenRec", dataset="tiny", config_dict=config)["trainer"].saved_model_file
+    rows, _ = sampling_frontier.genrec_points(checkpoint, [(1.0, 1.0)], seeds=1, split="valid", ceiling=False, best_of=[3])
+    assert [row["name"] for row in rows] == ["GenRec, T=1, guidance 1", "GenRec, best of 3, T=1, guidance 1"]
+
+    def fresh(overrides):  # a newly loaded checkpoint, as run_benchmark scores GenRec and GenRec+bestof
+        loaded, _, trainer, valid_data, _ = load_genrec(checkpoint, overrides=overrides)
+        return float(score_seeds(trainer, valid_data, "valid", [loaded["seed"]])[0]["targetsim"])
+
+    assert rows[1]["targetsim"] == pytest.approx(fresh({"eval_best_of": 3}))
+    assert rows[0]["targetsim"] == pytest.approx(fresh({}))
+    assert rows[0]["targetsim"] != rows[1]["targetsim"]
