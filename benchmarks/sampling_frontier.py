@@ -36,14 +36,29 @@ from PIL import Image, ImageDraw, ImageFont
 from eval_seeds import load_genrec, mean_sd, score_seeds  # this folder's seed-spread script
 from recbole.data.interaction import Interaction
 
+from recbole_gen.compat import load_checkpoint
 from recbole_gen.evaluator.collector import SHOWN_FIELD
 from recbole_gen.model.sequential_recommender.popitem import PopItem
 from recbole_gen.quick_start import load_data_and_model
 from recbole_gen.rl.reranker import top_items_mean
 from recbole_gen.trainer import get_trainer
 
+SPACE_PREFIXES = ("image_", "content_", "encoder_fit_", "eval_encoder")  # the settings that make the evaluation space
 SHOWN = ["targetsim", "personallift", "personallift_ci95_low", "personallift_ci95_high", "fd"]
 FD_TOLERANCE = 1.5  # the GenRec issue's target: FD within 1.5x the tokenizer ceiling's
+
+
+def evaluation_space(saved_config):
+    """The dataset and the content and item-encoder settings of a checkpoint's ``config`` entry: the space its
+    generative metrics are computed in."""
+    final = saved_config["final"]
+    return {"dataset": saved_config["dataset"], **{key: final[key] for key in final if key.startswith(SPACE_PREFIXES)}}
+
+
+def space_differences(first, second):
+    """``['key (a vs b)', ...]`` where two checkpoints' :func:`evaluation_space` differ."""
+    a, b = evaluation_space(first), evaluation_space(second)
+    return [f"{key} ({a.get(key)!r} vs {b.get(key)!r})" for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
 
 
 def catalog_units(trainer):
@@ -263,6 +278,13 @@ def main():
     settings = [tuple(float(part) for part in setting.split(":")) for setting in args.genrec_settings]
     if any(n < 2 for n in args.best_of):
         parser.error(f"--best_of: each N must be at least 2 (1 is plain sampling); got {args.best_of}")
+    recommender_config = load_checkpoint(args.recommender)["config"]
+    for _, checkpoint in labelled(args.genrec):
+        different = space_differences(recommender_config, load_checkpoint(checkpoint)["config"])
+        if different:  # the recommender's rows would be scored with other images or another encoder
+            parser.error(f"--recommender {args.recommender} and --genrec {checkpoint} are scored in different evaluation "
+                         f"spaces: {', '.join(different)}; train the recommender with the GenRec run's content and encoder "
+                         "settings")
 
     rows = recommender_points(args.recommender, args.temperatures, args.seeds, args.split, args.expected_top_items)
     ceiling_fd = None

@@ -30,6 +30,15 @@ def test_genrec_checkpoints_are_labelled_by_their_argument_or_by_number(tmp_path
         ("GenRec", "saved/a.pth"), ("rl", "saved/b=c.pth"), ("GenRec 3", "saved/d.pth"), ("GenRec 4", str(odd))]
 
 
+def test_checkpoints_scored_in_different_spaces_are_told_apart_by_their_content_and_encoder_settings():
+    saved = {"dataset": "ml-100k", "final": {"image_dir": None, "encoder_fit_seed": 2020, "learning_rate": 0.001, "seed": 2020}}
+    other_run = {"dataset": "ml-100k", "final": {**saved["final"], "learning_rate": 0.01, "seed": 7}}
+    posters = {"dataset": "ml-100k", "final": {**saved["final"], "image_dir": "posters/images", "encoder_fit_seed": 3}}
+    assert sampling_frontier.space_differences(saved, other_run) == []
+    assert sampling_frontier.space_differences(saved, posters) == ["encoder_fit_seed (2020 vs 3)", "image_dir (None vs 'posters/images')"]
+    assert sampling_frontier.space_differences(saved, {**saved, "dataset": "tiny"}) == ["dataset ('ml-100k' vs 'tiny')"]
+
+
 def test_a_best_of_point_is_the_benchmarks_best_of_evaluation_and_leaves_plain_sampling_as_it_was(genrec_config):
     config = {**genrec_config, "epochs": 1, "gallery_users": 0, "rl_reward_fit_epochs": 1}
     checkpoint = run_recbole_gen(model="GenRec", dataset="tiny", config_dict=config)["trainer"].saved_model_file
