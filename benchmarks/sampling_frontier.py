@@ -11,7 +11,7 @@ traces the TargetSim-FD frontier such samplers reach. Next to it: the recommende
 PopItem, the catalog item nearest the mean of the recommender's top-10 (a real image chosen for being
 central, not sampled), the expected embedding softmax(scores) @ catalog (not an image: the point a
 similarity-maximising, e.g. RL-tuned, generator aims at) and, with ``--expected_top_items``, the same over
-the top K items alone (the RL stage's ``rl_expectation_top_items``), and GenRec under several sampling
+the top K items alone (the RL stage's ``rl_expectation_top_items``) with the catalog item nearest it, and GenRec under several sampling
 settings; ``--genrec LABEL=PATH ...`` adds more checkpoints (RL runs next to their supervised start), and
 ``--fd_target recommender`` draws the RL issue's FD bar (the recommender top-1's) instead of the supervised one's;
 ``--best_of N ...`` adds the first checkpoint as the best of N samples (the benchmark's GenRec+bestof reranker).
@@ -73,10 +73,14 @@ def sampled(units, temperature, generator):
 
 
 def nearest_to_topk_mean(units, k):
-    def policy(scores):
-        centre = units[scores.topk(k, dim=1).indices.cpu()].mean(dim=1)
-        return units[(F.normalize(centre, dim=-1) @ units[1:].T).argmax(dim=1) + 1]
-    return policy
+    return nearest_item(units, lambda scores: units[scores.topk(k, dim=1).indices.cpu()].mean(dim=1))
+
+
+def nearest_item(units, policy):
+    """The catalog item (not the padding row) nearest, by cosine, to what ``policy`` shows: a real image for it."""
+    def nearest(scores):
+        return units[(F.normalize(policy(scores), dim=-1) @ units[1:].T).argmax(dim=1) + 1]
+    return nearest
 
 
 def expected_embedding(units, top_items=None):
@@ -128,6 +132,8 @@ def recommender_points(checkpoint, temperatures, seeds, split, expected_top_item
     for k in expected_top_items:
         rows.append(summarise(f"expected embedding of {name}'s top-{k} (not an image)", "expected",
                               [run(expected_embedding(units, k))], f"expected, top-{k}"))
+        rows.append(summarise(f"catalog item nearest the expected embedding of {name}'s top-{k}", "central",
+                              [run(nearest_item(units, expected_embedding(units, k)))], f"item nearest expected top-{k}"))
     return rows
 
 

@@ -23,6 +23,14 @@ def test_expected_embedding_over_the_top_items_weights_them_by_their_score_softm
     assert everything[2] > 0 and everything.sum().item() == pytest.approx(1.0)
 
 
+def test_the_nearest_item_is_the_closest_catalog_row_never_the_padding_row():
+    scores = torch.tensor([[-torch.inf, 1.0, 0.9, -5.0], [-torch.inf, -5.0, -5.0, 1.0]])
+    shown = sampling_frontier.nearest_item(UNITS, sampling_frontier.expected_embedding(UNITS, 2))(scores)
+    assert shown.tolist() == [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    padding_is_nearest = lambda scores: -UNITS[1:].sum(dim=0).expand(len(scores), -1)  # closest to the zero row alone
+    assert sampling_frontier.nearest_item(UNITS, padding_is_nearest)(scores).abs().sum(dim=1).tolist() == [1.0, 1.0]
+
+
 def test_genrec_checkpoints_are_labelled_by_their_argument_or_by_number(tmp_path):
     odd = tmp_path / "x=y.pth"
     odd.write_bytes(b"")
