@@ -50,9 +50,10 @@ FD_TOLERANCE = 1.5  # the GenRec issue's target: FD within 1.5x the tokenizer ce
 
 def evaluation_space(saved_config):
     """The dataset and the content and item-encoder settings of a checkpoint's ``config`` entry: the space its
-    generative metrics are computed in."""
+    generative metrics are computed in (where a cache lies is not part of it)."""
     final = saved_config["final"]
-    return {"dataset": saved_config["dataset"], **{key: final[key] for key in final if key.startswith(SPACE_PREFIXES)}}
+    return {"dataset": saved_config["dataset"],
+            **{key: final[key] for key in final if key.startswith(SPACE_PREFIXES) and not key.endswith("_cache_dir")}}
 
 
 def space_differences(first, second):

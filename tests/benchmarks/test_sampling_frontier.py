@@ -40,7 +40,7 @@ def test_genrec_checkpoints_are_labelled_by_their_argument_or_by_number(tmp_path
 
 def test_checkpoints_scored_in_different_spaces_are_told_apart_by_their_content_and_encoder_settings():
     saved = {"dataset": "ml-100k", "final": {"image_dir": None, "encoder_fit_seed": 2020, "learning_rate": 0.001, "seed": 2020}}
-    other_run = {"dataset": "ml-100k", "final": {**saved["final"], "learning_rate": 0.01, "seed": 7}}
+    other_run = {"dataset": "ml-100k", "final": {**saved["final"], "learning_rate": 0.01, "seed": 7, "content_cache_dir": "/tmp/c"}}
     posters = {"dataset": "ml-100k", "final": {**saved["final"], "image_dir": "posters/images", "encoder_fit_seed": 3}}
     assert sampling_frontier.space_differences(saved, other_run) == []
     assert sampling_frontier.space_differences(saved, posters) == ["encoder_fit_seed (2020 vs 3)", "image_dir (None vs 'posters/images')"]
