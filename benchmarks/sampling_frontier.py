@@ -234,17 +234,25 @@ def plot(rows, targetsim_bar, fd_bar, path, fd_rule, size=(880, 540)):
     if len(sampler) > 1:
         draw.line(sampler, fill=colours["sampler"], width=1)
     draw.text((width - 330, height - margin_bottom - 40), f"blue: a perfect sampler of {sampler_name}'s beliefs, by T", fill=colours["sampler"], font=font)
-    genrec_index = 0
+    genrec_index, placed = 0, []
+    for row in rows:
+        x, y = to_px(row["fd"], row["targetsim"])
+        draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colours[row["kind"]])
     for row in rows:
         x, y = to_px(row["fd"], row["targetsim"])
         colour = colours[row["kind"]]
-        draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour)
         label = row["label"]
         if row["kind"] == "genrec":  # GenRec's points lie close together: numbered, named in a legend
             genrec_index += 1
             draw.text((width - 330, height - margin_bottom - 40 - 14 * genrec_index), f"{genrec_index}: {label}", fill=colour, font=font)
             label = str(genrec_index)
-        draw.text((x + 6, y - 6), label, fill=colour, font=font)
+        for shift in (0, 12, -12, 24, -24, 36, -36):  # the first spot no earlier label covers
+            spot = (x + 6, y - 6 + shift)
+            box = draw.textbbox(spot, label, font=font)
+            if not any(box[0] < other[2] and other[0] < box[2] and box[1] < other[3] and other[1] < box[3] for other in placed):
+                break
+        placed.append(box)
+        draw.text(spot, label, fill=colour, font=font)
     image.save(path)
 
 
