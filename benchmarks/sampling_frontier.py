@@ -11,10 +11,11 @@ traces the TargetSim-FD frontier such samplers reach. Next to it: the recommende
 PopItem, the catalog item nearest the mean of the recommender's top-10 (a real image chosen for being
 central, not sampled), the expected embedding softmax(scores) @ catalog (not an image: the point a
 similarity-maximising, e.g. RL-tuned, generator aims at) and, with ``--expected_top_items``, the same over
-the top K items alone (the RL stage's ``rl_expectation_top_items``) with the catalog item nearest it, and GenRec under several sampling
-settings; ``--genrec LABEL=PATH ...`` adds more checkpoints (RL runs next to their supervised start), and
-``--fd_target recommender`` draws the RL issue's FD bar (the recommender top-1's) instead of the supervised one's;
-``--best_of N ...`` adds the first checkpoint as the best of N samples (the benchmark's GenRec+bestof reranker).
+the top K items alone (the RL stage's ``rl_expectation_top_items``) with the catalog item nearest it, and
+GenRec under several sampling settings; ``--genrec LABEL=PATH ...`` adds more checkpoints (RL runs next to
+their supervised start), ``--best_of N ...`` the first one as the best of N samples (the benchmark's
+GenRec+bestof reranker), and ``--fd_target recommender`` draws the RL issue's FD bar (the recommender
+top-1's) instead of the supervised one's.
 
 All points are scored by the real evaluation path (RecBole's evaluate loop, GenerativeCollector, the
 generative metrics, the cached item encoder) on the validation split (``--split test`` only for final
@@ -73,15 +74,15 @@ def sampled(units, temperature, generator):
     return policy
 
 
-def nearest_to_topk_mean(units, k):
-    return nearest_item(units, lambda scores: units[scores.topk(k, dim=1).indices.cpu()].mean(dim=1))
-
-
 def nearest_item(units, policy):
     """The catalog item (not the padding row) nearest, by cosine, to what ``policy`` shows: a real image for it."""
     def nearest(scores):
         return units[(F.normalize(policy(scores), dim=-1) @ units[1:].T).argmax(dim=1) + 1]
     return nearest
+
+
+def nearest_to_topk_mean(units, k):
+    return nearest_item(units, lambda scores: units[scores.topk(k, dim=1).indices.cpu()].mean(dim=1))
 
 
 def expected_embedding(units, top_items=None):
@@ -162,17 +163,13 @@ def genrec_points(checkpoint, settings, seeds, split, label="GenRec", ceiling=Tr
     ceiling_fd = float(trainer.tokenizer_ceiling(data)["fd"]) if ceiling else None
     seed_range = range(config["seed"], config["seed"] + seeds)
     rows = []
-    for temperature, guidance in settings:
+    for best_of_n, (temperature, guidance) in [(1, setting) for setting in settings] + [(n, settings[0]) for n in best_of]:
+        config["eval_best_of"] = best_of_n  # 1: plain sampling, whatever the checkpoint's run evaluated with
         model.generation_config.update(temperature=temperature, guidance_scale=guidance)
-        rows.append(summarise(f"{label}, T={temperature:g}, guidance {guidance:g}", "genrec",
-                              score_seeds(trainer, data, split, seed_range), f"{label} T={temperature:g} g={guidance:g}"))
-    temperature, guidance = settings[0]
-    model.generation_config.update(temperature=temperature, guidance_scale=guidance)
-    for n in best_of:
-        config["eval_best_of"] = n
-        rows.append(summarise(f"{label}, best of {n}, T={temperature:g}, guidance {guidance:g}", "genrec",
-                              score_seeds(trainer, data, split, seed_range), f"{label} best of {n}"))
-    config["eval_best_of"] = 1
+        kept = f", best of {best_of_n}" if best_of_n > 1 else ""
+        rows.append(summarise(f"{label}{kept}, T={temperature:g}, guidance {guidance:g}", "genrec",
+                              score_seeds(trainer, data, split, seed_range),
+                              f"{label} best of {best_of_n}" if kept else f"{label} T={temperature:g} g={guidance:g}"))
     return rows, ceiling_fd
 
 
