@@ -44,17 +44,16 @@ from recbole_gen.quick_start import load_data_and_model
 from recbole_gen.rl.reranker import top_items_mean
 from recbole_gen.trainer import get_trainer
 
-SPACE_PREFIXES = ("image_", "content_", "encoder_fit_", "eval_encoder")  # the settings that make the evaluation space
+SPACE_PREFIXES = ("image_", "encoder_fit_", "eval_encoder")  # the settings that make the evaluation space
 SHOWN = ["targetsim", "personallift", "personallift_ci95_low", "personallift_ci95_high", "fd"]
 FD_TOLERANCE = 1.5  # the GenRec issue's target: FD within 1.5x the tokenizer ceiling's
 
 
 def evaluation_space(saved_config):
     """The dataset and the content and item-encoder settings of a checkpoint's ``config`` entry: the space its
-    generative metrics are computed in (where a cache lies is not part of it)."""
+    generative metrics are computed in (where a cache lies, ``*_cache_dir``, is not part of it)."""
     final = saved_config["final"]
-    return {"dataset": saved_config["dataset"],
-            **{key: final[key] for key in final if key.startswith(SPACE_PREFIXES) and not key.endswith("_cache_dir")}}
+    return {"dataset": saved_config["dataset"], **{key: final[key] for key in final if key.startswith(SPACE_PREFIXES)}}
 
 
 def space_differences(first, second):
