@@ -16,7 +16,9 @@ TargetItem, which cheats by showing each user their own next item: what a metric
 Models that generate also get a tokenizer-ceiling row (every user shown the reconstruction of their
 own next item). --reuse takes a model's result from an earlier run with the same settings;
 --reevaluate also takes one whose settings differ only in how a trained model is scored (new metrics,
-near-copy thresholds) and re-scores its checkpoint, keeping its training record.
+near-copy thresholds, or no per-user TargetSim kept) and re-scores its checkpoint, keeping its training
+record. Each generator's summary compares its TargetSim with the best other row's and SASRec's user by
+user (benchmarks/paired.py): the mean difference and its 95% bootstrap interval over users.
 
 GenRec's later stages are rows of their own, built on the GenRec row's checkpoint of the same run:
 ``GenRec+bestof`` shows the best of ``rl_group_size`` samples by the reranker (no training),
@@ -183,6 +185,7 @@ def run_model(model, args):
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_logger, init_seed
 
+    from paired import recording, scored, seed_mean  # this folder's paired comparisons
     from recbole_gen.compat import load_checkpoint
     from recbole_gen.quick_start import build_model
     from recbole_gen.trainer import get_trainer
@@ -199,9 +202,9 @@ def run_model(model, args):
     init_seed(config["seed"], config["reproducibility"])
     base_name, variant = split_model(model)
     # A trained checkpoint to score as it is: --evaluate_checkpoint (re-scoring), or the GenRec row's for +bestof.
-    scored = args.evaluate_checkpoint or (args.base_checkpoint if variant == "bestof" else None)
+    trained = args.evaluate_checkpoint or (args.base_checkpoint if variant == "bestof" else None)
     start = time.perf_counter()  # GenRec fits (or loads) its image tokenizer here
-    recommender = build_model(config, train_data._dataset, load_checkpoint(scored) if scored else None)
+    recommender = build_model(config, train_data._dataset, load_checkpoint(trained) if trained else None)
     setup_seconds = time.perf_counter() - start
     trainer = get_trainer(config["MODEL_TYPE"], base_name, config)(config, recommender)
 
@@ -221,8 +224,8 @@ def run_model(model, args):
 
     trainer._train_epoch, trainer._valid_epoch = timed_train_epoch, recorded_valid_epoch
     fit_seconds = None
-    if scored:
-        checkpoint = scored
+    if trained:
+        checkpoint = trained
     else:
         start = time.perf_counter()
         trainer.fit(train_data, valid_data, saved=True, show_progress=False)  # reference rules: one validation
@@ -236,15 +239,19 @@ def run_model(model, args):
         for space in spaces:
             space_config = model_config(args, model, name, space)
             space_config["gallery_users"] = 0
-            tester = get_trainer(config["MODEL_TYPE"], base_name)(space_config, recommender)
+            tester = recording(get_trainer(config["MODEL_TYPE"], base_name)(space_config, recommender))
             tester.prepare_catalog(test_data._dataset)  # the one-off encoder fit is not evaluation time
-            tests, seconds = [], []
+            tests, seconds, per_user = [], [], []
             for seed in seeds:
                 space_config["eval_seed"] = seed
                 start = time.perf_counter()
-                tests.append({k: float(v) for k, v in tester.evaluate(test_data, load_best_model=True, model_file=checkpoint).items()})
+                test, users = scored(tester, lambda: tester.evaluate(test_data, load_best_model=True, model_file=checkpoint))
                 seconds.append(time.perf_counter() - start)
-            entry = {"test": tests, "eval_seconds": statistics.mean(seconds), "eval_seeds": seeds}
+                tests.append({k: float(v) for k, v in test.items()})
+                per_user.append(users)
+            targets, sims = seed_mean(per_user, model)
+            entry = {"test": tests, "eval_seconds": statistics.mean(seconds), "eval_seeds": seeds,
+                     "per_user_targetsim": {"targets": targets.tolist(), "sims": sims.tolist()}}
             if getattr(tester, "ceiling_result", None):
                 entry["ceiling"] = {k: float(v) for k, v in tester.ceiling_result.items()}
             results[name][space] = entry
@@ -359,8 +366,26 @@ def generator_summary(results, name, space):
         if ours is not None and others:
             best = max(others, key=lambda m: others[m])
             lines.append(f"- TargetSim {cell(tests, 'targetsim')}; best other (non-cheating) row {best} {others[best]:.4f}")
+            for other in dict.fromkeys(model for model in (best, "SASRec") if model in others):
+                lines.append(f"- TargetSim minus {other}'s, paired over users: {paired_cell(entry, by_model[other]['results'][name][space])}")
         lines.append("")
     return lines
+
+
+def paired_cell(entry, other):
+    """The mean of one result entry's per-user TargetSim minus ``other``'s and its 95% bootstrap interval over
+    users (benchmarks/paired.py), or why there is none."""
+    from paired import paired_difference  # this folder's paired comparisons
+
+    per_user = [result.get("per_user_targetsim") for result in (entry, other)]
+    if None in per_user:
+        return "not paired (a result from before per-user values were kept; --reevaluate re-scores it)"
+    difference = paired_difference(*[(torch.tensor(values["targets"]), torch.tensor(values["sims"], dtype=torch.double))
+                                     for values in per_user])
+    if difference is None:
+        return "not paired (scored on other users or targets)"
+    mean, low, high = difference
+    return f"{mean:+.4f} [{low:+.4f}, {high:+.4f}]" + (" (resolved)" if low > 0 or high < 0 else " (the interval includes 0)")
 
 
 def valid_metrics(results):
@@ -483,6 +508,8 @@ def reusable(path, args, model, reevaluate=False):
     if different:
         raise SystemExit(f"--reuse: {path} ran {model} with another effective config (defaults changed since?): "
                          + ", ".join(f"{k}: {saved.get(k)!r} vs {wanted.get(k)!r}" for k in different[:8]))
+    if reevaluate and not all("per_user_targetsim" in entry for spaces in result["results"].values() for entry in spaces.values()):
+        rescore.append("per_user_targetsim")  # a result from before per-user values were kept: pair it by re-scoring
     if rescore and not result.get("checkpoint"):
         raise SystemExit(f"--reevaluate: {path} records no checkpoint to re-score; run {model} again")
     return result, bool(rescore)

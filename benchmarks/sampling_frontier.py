@@ -20,7 +20,10 @@ top-1's) instead of the supervised one's.
 All points are scored by the real evaluation path (RecBole's evaluate loop, GenerativeCollector, the
 generative metrics, the cached item encoder) on the validation split (``--split test`` only for final
 figures); sampled points are averaged over ``--seeds`` seeds. Both checkpoints must come from the same
-dataset and seed (same split, same encoder). FD is to the users' next items.
+dataset and seed (same split, same encoder). FD is to the users' next items. Each point's TargetSim is
+also compared with the bar's (the best of PopItem and the recommender's top-1) user by user
+(:mod:`paired`): a point meets the TargetSim target when that paired interval lies above 0, not by its
+mean alone.
 """
 
 import argparse
@@ -35,6 +38,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 from eval_seeds import load_genrec, mean_sd, score_seeds  # this folder's seed-spread script
+from paired import paired_difference, recording, scored, seed_mean
 from recbole.data.interaction import Interaction
 
 from recbole_gen.compat import load_checkpoint
@@ -98,9 +102,11 @@ def popular(units, popularity):
     return lambda scores: units[popularity.argmax()].expand(len(scores), -1)
 
 
-def summarise(name, kind, results, label):
-    """Mean (and sd) over ``results`` of the SHOWN metrics; ``label`` is the point's name in the plot."""
-    row = {"name": name, "kind": kind, "label": label, "n": len(results)}
+def summarise(name, kind, scored_results, label):
+    """Mean (and sd) over ``scored_results`` (:func:`scored` pairs, one per seed) of the SHOWN metrics, and the
+    per-user TargetSim averaged over them (``per_user``: target pairs, sims); ``label`` names the point in the plot."""
+    results, per_user = zip(*scored_results)
+    row = {"name": name, "kind": kind, "label": label, "n": len(results), "per_user": seed_mean(per_user, name)}
     for key in SHOWN:
         row[key], row[key + "_sd"] = mean_sd([float(result[key]) for result in results])
     print(f"{name}: " + ", ".join(f"{key} {row[key]:.4f}" for key in SHOWN), flush=True)
@@ -111,7 +117,7 @@ def recommender_points(checkpoint, temperatures, seeds, split, expected_top_item
     config, model, dataset, train_data, valid_data, test_data = load_data_and_model(checkpoint)
     data = valid_data if split == "valid" else test_data
     config["gallery_users"] = 0
-    trainer = shown_policy_trainer(config, model, dataset)
+    trainer = recording(shown_policy_trainer(config, model, dataset))
     model.eval()
     units = catalog_units(trainer)
     popularity = PopItem(config, train_data._dataset).item_popularity
@@ -119,7 +125,7 @@ def recommender_points(checkpoint, temperatures, seeds, split, expected_top_item
 
     def run(policy):
         trainer.policy = policy
-        return trainer.evaluate(data, load_best_model=False)
+        return scored(trainer, lambda: trainer.evaluate(data, load_best_model=False))
 
     rows = [summarise("PopItem", "reference", [run(popular(units, popularity))], "PopItem"),
             summarise(f"{name} top-1 (T -> 0)", "recommender", [run(None)], f"{name} top-1")]
@@ -158,6 +164,7 @@ def genrec_points(checkpoint, settings, seeds, split, label="GenRec", ceiling=Tr
     setting, as the best of each N in ``best_of`` samples (the benchmark's best-of-N reranker, ``eval_best_of``);
     ``ceiling_fd`` (the tokenizer ceiling's FD) is None unless ``ceiling``."""
     config, model, trainer, valid_data, test_data = load_genrec(checkpoint, flag="--genrec")
+    recording(trainer)
     data = valid_data if split == "valid" else test_data
     ceiling_fd = float(trainer.tokenizer_ceiling(data)["fd"]) if ceiling else None
     seed_range = range(config["seed"], config["seed"] + seeds)
@@ -167,7 +174,7 @@ def genrec_points(checkpoint, settings, seeds, split, label="GenRec", ceiling=Tr
         model.generation_config.update(temperature=temperature, guidance_scale=guidance)
         kept = f", best of {best_of_n}" if best_of_n > 1 else ""
         rows.append(summarise(f"{label}{kept}, T={temperature:g}, guidance {guidance:g}", "genrec",
-                              score_seeds(trainer, data, split, seed_range),
+                              [scored(trainer, lambda: score_seeds(trainer, data, split, [seed])[0]) for seed in seed_range],
                               f"{label} best of {best_of_n}" if kept else f"{label} T={temperature:g} g={guidance:g}"))
     return rows, ceiling_fd
 
@@ -252,17 +259,33 @@ def plot(rows, targetsim_bar, fd_bar, path, fd_rule, size=(880, 540)):
     image.save(path)
 
 
-def markdown(rows, targetsim_bar, fd_bar, fd_rule, command, split):
+def verdict(row, bar, fd_bar):
+    """Whether ``row`` meets both targets (TargetSim above ``bar``'s, FD at most ``fd_bar``), and whether its lead
+    over ``bar`` is resolved by the paired interval."""
+    if row is bar or not (row["targetsim"] > bar["targetsim"] and row["fd"] <= fd_bar):
+        return "no"
+    paired = paired_difference(row["per_user"], bar["per_user"])
+    if paired is None:
+        return "yes (not paired)"
+    return "yes" if paired[1] > 0 else "by the mean only: the paired interval includes 0"
+
+
+def markdown(rows, bar, fd_bar, fd_rule, command, split):
     split_name = {"valid": "Validation", "test": "Test"}[split]
     lines = [f"Command: `{command}`", "", f"Date: {time.strftime('%Y-%m-%d')}. {split_name} split. FD is to the users' next items. Sampled rows are means over seeds (sd in brackets); their PersonalLift interval is the mean of each seed's 95% bootstrap bounds.", "",
-             f"Targets: TargetSim above {targetsim_bar:.4f} (the best of PopItem and the recommender's top-1 here), "
-             f"FD at most {fd_bar:.4f} ({fd_rule}).", "",
-             "| shown item | seeds | TargetSim | PersonalLift [95% interval] | FD | both targets |", "|---|---|---|---|---|---|"]
+             f"Targets: TargetSim above {bar['targetsim']:.4f} ({bar['name']}, the best of PopItem and the recommender's top-1 "
+             f"here), FD at most {fd_bar:.4f} ({fd_rule}). \"minus {bar['label']}\" is each point's TargetSim minus "
+             f"{bar['label']}'s, paired user by user (each user's seeds averaged first), with its 95% bootstrap interval over "
+             "users; a lead is resolved when that interval lies above 0.", "",
+             f"| shown item | seeds | TargetSim | minus {bar['label']} [95%] | PersonalLift [95% interval] | FD | both targets |",
+             "|---|---|---|---|---|---|---|"]
     for row in rows:
-        both = "yes" if row["targetsim"] > targetsim_bar and row["fd"] <= fd_bar else "no"
         sd = lambda key: f" ({row[key + '_sd']:.4f})" if row["n"] > 1 else ""
-        lines.append(f"| {row['name']} | {row['n']} | {row['targetsim']:.4f}{sd('targetsim')} | {row['personallift']:.4f} "
-                     f"[{row['personallift_ci95_low']:.4f}, {row['personallift_ci95_high']:.4f}] | {row['fd']:.4f}{sd('fd')} | {both} |")
+        paired = None if row is bar else paired_difference(row["per_user"], bar["per_user"])
+        versus = "-" if paired is None else f"{paired[0]:+.4f} [{paired[1]:+.4f}, {paired[2]:+.4f}]"
+        lines.append(f"| {row['name']} | {row['n']} | {row['targetsim']:.4f}{sd('targetsim')} | {versus} | {row['personallift']:.4f} "
+                     f"[{row['personallift_ci95_low']:.4f}, {row['personallift_ci95_high']:.4f}] | {row['fd']:.4f}{sd('fd')} | "
+                     f"{verdict(row, bar, fd_bar)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -307,19 +330,19 @@ def main():
         rows += genrec_rows
         if fd is not None:
             ceiling_fd = fd
-    targetsim_bar = max(row["targetsim"] for row in rows if row["kind"] in ("reference", "recommender"))
+    bar = max((row for row in rows if row["kind"] in ("reference", "recommender")), key=lambda row: row["targetsim"])
     if args.fd_target == "ceiling":
         fd_bar, fd_rule = FD_TOLERANCE * ceiling_fd, f"1.5x the tokenizer ceiling's {ceiling_fd:.4f}"
     else:
         fd_bar = next(row["fd"] for row in rows if row["kind"] == "recommender")
         fd_rule = "the recommender top-1's"
-    text = markdown(rows, targetsim_bar, fd_bar, fd_rule, "python " + shlex.join(sys.argv), args.split)
+    text = markdown(rows, bar, fd_bar, fd_rule, "python " + shlex.join(sys.argv), args.split)
     if args.out:
         with open(args.out, "w") as file:
             file.write(text)
     print(text)
     if args.plot:
-        plot(rows, targetsim_bar, fd_bar, args.plot, fd_rule)
+        plot(rows, bar["targetsim"], fd_bar, args.plot, fd_rule)
 
 
 if __name__ == "__main__":

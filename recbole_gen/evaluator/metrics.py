@@ -74,6 +74,13 @@ class ContentInputs:
         copied = torch.zeros(shown.shape[:2], dtype=torch.bool) if copied is None else copied.bool().view(shown.shape[:2])
         return cls(_unit(shown), _unit(catalog), has_content, keep(target.long()), keep(history.long()), copied)
 
+    @classmethod
+    def from_struct(cls, dataobject):
+        """The inputs held by a collector's ``DataStruct`` (``gen.*`` keys, see ``GenerativeCollector``)."""
+        optional = lambda key: dataobject.get(key) if key in dataobject else None
+        return cls.build(dataobject.get("gen.shown"), dataobject.get("gen.catalog"), dataobject.get("gen.has_content"),
+                         dataobject.get("gen.target"), optional("gen.history"), optional("gen.copied"))
+
     @property
     def n_users(self):
         return len(self.shown)
@@ -94,10 +101,16 @@ class ContentInputs:
         return self.catalog[self.has_content]
 
 
+def target_sim_per_user(inputs):
+    """``(users, sims)``: the rows of the users with a target and sim(g_u, t_u) for each."""
+    targets, counts = inputs.user_means(inputs.target)
+    users = torch.nonzero(counts > 0).flatten()
+    return users, (inputs.mean_shown[users] * targets[users]).sum(dim=1)
+
+
 def target_sim(inputs):
     """mean over users with a target of sim(g_u, t_u)."""
-    targets, counts = inputs.user_means(inputs.target)
-    per_user = (inputs.mean_shown * targets).sum(dim=1)[counts > 0]
+    _, per_user = target_sim_per_user(inputs)
     return per_user.mean().item() if len(per_user) else float("nan")
 
 
@@ -289,11 +302,7 @@ class _GenerativeMetric(AbstractMetric):
         if isinstance(self.block_size, bool) or not isinstance(self.block_size, int) or self.block_size < 1:
             raise ValueError(f"config key 'eval_block_size' must be a positive int (elements per block), got {self.block_size!r}")
 
-    @staticmethod
-    def inputs(dataobject):
-        optional = lambda key: dataobject.get(key) if key in dataobject else None
-        return ContentInputs.build(dataobject.get("gen.shown"), dataobject.get("gen.catalog"), dataobject.get("gen.has_content"),
-                                   dataobject.get("gen.target"), optional("gen.history"), optional("gen.copied"))
+    inputs = staticmethod(ContentInputs.from_struct)
 
     def result(self, value):
         return {type(self).__name__.lower(): round(value, self.decimal_place)}

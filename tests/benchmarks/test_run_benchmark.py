@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -71,6 +72,27 @@ def test_genrec_stages_are_rows_built_on_the_genrec_row_and_old_results_are_resc
     table = (tiny_dataset / "table.md").read_text()
     assert "| GenRec+rl |" in table and "copyshare" in table and "nearcopyshare" in table
     assert all("nearcopyshare" in test for test in results["GenRec"]["results"]["cards"]["identity"]["test"])
+    per_user = {model: result["results"]["cards"]["identity"]["per_user_targetsim"] for model, result in results.items()}
+    for model, result in results.items():  # the per-user values are those the row's TargetSim averages (over seeds too)
+        seeds = [test["targetsim"] for test in result["results"]["cards"]["identity"]["test"]]
+        assert sum(per_user[model]["sims"]) / len(per_user[model]["sims"]) == pytest.approx(sum(seeds) / len(seeds), abs=1e-4)
+    assert per_user["GenRec"]["targets"] == per_user["GenRec+rl"]["targets"]
+    summary = table[table.index("GenRec (cards"):table.index("GenRec+bestof (cards")]
+    paired = re.search(r"- TargetSim minus (\S+)'s, paired over users: ([+-]\d\.\d{4}) \[([+-]\d\.\d{4}), ([+-]\d\.\d{4})\]", summary)
+    assert paired and paired.group(1) in ("GenRec+bestof", "GenRec+rl"), summary
+    difference = (sum(per_user["GenRec"]["sims"]) - sum(per_user[paired.group(1)]["sims"])) / len(per_user["GenRec"]["sims"])
+    assert float(paired.group(2)) == pytest.approx(difference, abs=1e-4)
+    assert float(paired.group(3)) <= float(paired.group(2)) <= float(paired.group(4))
+
+    # a result from before per-user values were kept is re-scored with --reevaluate only
+    args = run_benchmark.parse_args(command[2:])
+    without = tiny_dataset / "without_per_user.json"
+    unpaired = json.loads((saved / "benchmark-tiny-GenRec.json").read_text())
+    unpaired["results"]["cards"]["identity"].pop("per_user_targetsim")
+    without.write_text(json.dumps(unpaired))
+    assert run_benchmark.reusable(str(without), args, "GenRec")[1] is False
+    assert run_benchmark.reusable(str(without), args, "GenRec", reevaluate=True)[1] is True
+    assert run_benchmark.reusable(str(saved / "benchmark-tiny-GenRec.json"), args, "GenRec", reevaluate=True)[1] is False
 
     # a result scored with fewer metrics (an older run) is re-scored from its checkpoint, its training record kept
     old = results["GenRec"]

@@ -47,6 +47,25 @@ def test_checkpoints_scored_in_different_spaces_are_told_apart_by_their_content_
     assert sampling_frontier.space_differences(saved, {**saved, "dataset": "tiny"}) == ["dataset ('ml-100k' vs 'tiny')"]
 
 
+def point(sims, targets, fd=0.05, name="point"):
+    sims = torch.tensor(sims, dtype=torch.double)
+    return {"name": name, "label": name, "targetsim": sims.mean().item(), "fd": fd, "per_user": (targets, sims)}
+
+
+def test_a_point_meets_the_targets_when_its_paired_lead_over_the_bar_is_resolved_and_its_fd_is_low():
+    targets = torch.stack([torch.arange(40), torch.arange(40) % 7 + 1], dim=1)
+    base = torch.linspace(-0.2, 0.3, 40)
+    bar = point(base.tolist(), targets, fd=1.9, name="PopItem")
+    clear = point((base + 0.02 + 0.001 * torch.cos(torch.arange(40.0))).tolist(), targets)
+    noisy = point((base + 0.02 + 0.3 * torch.tensor([1.0, -1.0] * 20)).tolist(), targets)
+    assert sampling_frontier.verdict(clear, bar, fd_bar=0.06) == "yes"
+    assert sampling_frontier.verdict(noisy, bar, fd_bar=0.06) == "by the mean only: the paired interval includes 0"
+    assert sampling_frontier.verdict(clear, bar, fd_bar=0.04) == "no"  # FD above the bar
+    assert sampling_frontier.verdict(bar, bar, fd_bar=2.0) == "no"
+    other_users = point(clear["per_user"][1].tolist(), targets.flip(0))
+    assert sampling_frontier.verdict(other_users, bar, fd_bar=0.06) == "yes (not paired)"
+
+
 def test_a_best_of_point_is_the_benchmarks_best_of_evaluation_and_plain_points_sample_once(genrec_config):
     config = {**genrec_config, "epochs": 1, "gallery_users": 0, "rl_reward_fit_epochs": 1, "eval_best_of": 2}
     checkpoint = run_recbole_gen(model="GenRec", dataset="tiny", config_dict=config)["trainer"].saved_model_file
@@ -60,3 +79,16 @@ def test_a_best_of_point_is_the_benchmarks_best_of_evaluation_and_plain_points_s
     assert rows[1]["targetsim"] == pytest.approx(fresh({"eval_best_of": 3}))
     assert rows[0]["targetsim"] == pytest.approx(fresh({"eval_best_of": 1}))  # not the run's best of 2
     assert rows[0]["targetsim"] != rows[1]["targetsim"]
+
+
+def test_recommender_and_genrec_points_are_paired_user_by_user_on_the_same_targets(genrec_config):
+    config = {**genrec_config, "epochs": 1, "gallery_users": 0}
+    genrec = run_recbole_gen(model="GenRec", dataset="tiny", config_dict=config)["trainer"].saved_model_file
+    sasrec = run_recbole_gen(model="SASRec", dataset="tiny", config_dict=config)["trainer"].saved_model_file
+    recommender = sampling_frontier.recommender_points(sasrec, [1.0], seeds=1, split="test")
+    generator, _ = sampling_frontier.genrec_points(genrec, [(1.0, 1.0)], seeds=2, split="test", ceiling=False)  # then scores its ceiling too
+    for row in recommender + generator:  # each point's per-user values are those its TargetSim averages
+        assert row["per_user"][1].mean().item() == pytest.approx(row["targetsim"], abs=1e-4)
+    top1 = next(row for row in recommender if row["kind"] == "recommender")
+    mean, low, high = sampling_frontier.paired_difference(generator[0]["per_user"], top1["per_user"])
+    assert mean == pytest.approx(generator[0]["targetsim"] - top1["targetsim"], abs=2e-4) and low <= mean <= high
