@@ -1,10 +1,12 @@
 """Paired comparisons of two benchmark points, user by user.
 
 Two points scored on the same users and targets (same dataset, seed and split) differ in TargetSim by the
-mean of their per-user differences; resampling users (a bootstrap) gives that difference an interval, much
-narrower than the two points' own intervals when most of each user's TargetSim comes from the user (how
-far their next item lies from everything) rather than from what was shown. A trainer made ``recording``
-keeps each evaluation's per-user TargetSim; :func:`scored` returns it with the evaluation's result.
+mean of their per-user differences; resampling users (a bootstrap) gives that difference an interval. The
+pairing removes what the two points share per user (a next item far from everything scores low under
+both); how much narrower that makes the interval depends on how strongly their per-user values go
+together, and against a row that shows everyone the same item (PopItem) it is little. A trainer made
+``recording`` keeps each evaluation's per-user TargetSim; :func:`scored` returns it with the evaluation's
+result.
 """
 
 import torch

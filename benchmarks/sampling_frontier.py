@@ -21,9 +21,8 @@ All points are scored by the real evaluation path (RecBole's evaluate loop, Gene
 generative metrics, the cached item encoder) on the validation split (``--split test`` only for final
 figures); sampled points are averaged over ``--seeds`` seeds. Both checkpoints must come from the same
 dataset and seed (same split, same encoder). FD is to the users' next items. Each point's TargetSim is
-also compared with the bar's (the best of PopItem and the recommender's top-1) user by user
-(:mod:`paired`): a point meets the TargetSim target when that paired interval lies above 0, not by its
-mean alone.
+also compared with PopItem's and the recommender top-1's user by user (:mod:`paired`): a point meets the
+TargetSim target when both paired intervals lie above 0, not by its mean alone.
 """
 
 import argparse
@@ -237,10 +236,11 @@ def plot(rows, targetsim_bar, fd_bar, path, fd_rule, size=(880, 540)):
     if len(sampler) > 1:
         draw.line(sampler, fill=colours["sampler"], width=1)
     draw.text((width - 330, height - margin_bottom - 40), f"blue: a perfect sampler of {sampler_name}'s beliefs, by T", fill=colours["sampler"], font=font)
-    genrec_index, placed = 0, []
+    genrec_index, placed = 0, []  # boxes a label must not cover: the points, then the labels drawn so far
     for row in rows:
         x, y = to_px(row["fd"], row["targetsim"])
         draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colours[row["kind"]])
+        placed.append((x - 4, y - 4, x + 4, y + 4))
     for row in rows:
         x, y = to_px(row["fd"], row["targetsim"])
         colour = colours[row["kind"]]
@@ -259,33 +259,37 @@ def plot(rows, targetsim_bar, fd_bar, path, fd_rule, size=(880, 540)):
     image.save(path)
 
 
-def verdict(row, bar, fd_bar):
-    """Whether ``row`` meets both targets (TargetSim above ``bar``'s, FD at most ``fd_bar``), and whether its lead
-    over ``bar`` is resolved by the paired interval."""
-    if row is bar or not (row["targetsim"] > bar["targetsim"] and row["fd"] <= fd_bar):
+def verdict(row, rivals, fd_bar):
+    """Whether ``row`` meets both targets: TargetSim above every one of ``rivals`` (the ranking rows) and FD at
+    most ``fd_bar``; and whether its leads are resolved, each paired interval lying above 0."""
+    if any(row is rival or row["targetsim"] <= rival["targetsim"] for rival in rivals) or row["fd"] > fd_bar:
         return "no"
-    paired = paired_difference(row["per_user"], bar["per_user"])
-    if paired is None:
+    paired = [paired_difference(row["per_user"], rival["per_user"]) for rival in rivals]
+    if None in paired:
         return "yes (not paired)"
-    return "yes" if paired[1] > 0 else "by the mean only: the paired interval includes 0"
+    return "yes" if all(low > 0 for _, low, _ in paired) else "by the mean only: a paired interval includes 0"
 
 
-def markdown(rows, bar, fd_bar, fd_rule, command, split):
+def markdown(rows, rivals, fd_bar, fd_rule, command, split):
     split_name = {"valid": "Validation", "test": "Test"}[split]
+    bar = max(rivals, key=lambda rival: rival["targetsim"])
     lines = [f"Command: `{command}`", "", f"Date: {time.strftime('%Y-%m-%d')}. {split_name} split. FD is to the users' next items. Sampled rows are means over seeds (sd in brackets); their PersonalLift interval is the mean of each seed's 95% bootstrap bounds.", "",
-             f"Targets: TargetSim above {bar['targetsim']:.4f} ({bar['name']}, the best of PopItem and the recommender's top-1 "
-             f"here), FD at most {fd_bar:.4f} ({fd_rule}). \"minus {bar['label']}\" is each point's TargetSim minus "
-             f"{bar['label']}'s, paired user by user (each user's seeds averaged first), with its 95% bootstrap interval over "
-             "users; a lead is resolved when that interval lies above 0.", "",
-             f"| shown item | seeds | TargetSim | minus {bar['label']} [95%] | PersonalLift [95% interval] | FD | both targets |",
-             "|---|---|---|---|---|---|---|"]
+             f"Targets: TargetSim above {bar['targetsim']:.4f} ({bar['name']}, the best of "
+             f"{' and '.join(rival['label'] for rival in rivals)} here), FD at most {fd_bar:.4f} ({fd_rule}). \"minus X\" is a "
+             "point's TargetSim minus X's, paired user by user (each user's seeds averaged first), with its 95% bootstrap "
+             "interval over users; a lead is resolved when that interval lies above 0, and a point meets the TargetSim "
+             "target when its leads over both are.", "",
+             "| shown item | seeds | TargetSim | " + " | ".join(f"minus {rival['label']} [95%]" for rival in rivals)
+             + " | PersonalLift [95% interval] | FD | both targets |", "|---" * (6 + len(rivals)) + "|"]
     for row in rows:
         sd = lambda key: f" ({row[key + '_sd']:.4f})" if row["n"] > 1 else ""
-        paired = None if row is bar else paired_difference(row["per_user"], bar["per_user"])
-        versus = "-" if paired is None else f"{paired[0]:+.4f} [{paired[1]:+.4f}, {paired[2]:+.4f}]"
-        lines.append(f"| {row['name']} | {row['n']} | {row['targetsim']:.4f}{sd('targetsim')} | {versus} | {row['personallift']:.4f} "
-                     f"[{row['personallift_ci95_low']:.4f}, {row['personallift_ci95_high']:.4f}] | {row['fd']:.4f}{sd('fd')} | "
-                     f"{verdict(row, bar, fd_bar)} |")
+        versus = []
+        for rival in rivals:
+            paired = None if row is rival else paired_difference(row["per_user"], rival["per_user"])
+            versus.append("-" if paired is None else f"{paired[0]:+.4f} [{paired[1]:+.4f}, {paired[2]:+.4f}]")
+        lines.append(f"| {row['name']} | {row['n']} | {row['targetsim']:.4f}{sd('targetsim')} | {' | '.join(versus)} | "
+                     f"{row['personallift']:.4f} [{row['personallift_ci95_low']:.4f}, {row['personallift_ci95_high']:.4f}] | "
+                     f"{row['fd']:.4f}{sd('fd')} | {verdict(row, rivals, fd_bar)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -330,19 +334,19 @@ def main():
         rows += genrec_rows
         if fd is not None:
             ceiling_fd = fd
-    bar = max((row for row in rows if row["kind"] in ("reference", "recommender")), key=lambda row: row["targetsim"])
+    rivals = [row for row in rows if row["kind"] in ("reference", "recommender")]  # the rows to beat: PopItem, the top-1
     if args.fd_target == "ceiling":
         fd_bar, fd_rule = FD_TOLERANCE * ceiling_fd, f"1.5x the tokenizer ceiling's {ceiling_fd:.4f}"
     else:
         fd_bar = next(row["fd"] for row in rows if row["kind"] == "recommender")
         fd_rule = "the recommender top-1's"
-    text = markdown(rows, bar, fd_bar, fd_rule, "python " + shlex.join(sys.argv), args.split)
+    text = markdown(rows, rivals, fd_bar, fd_rule, "python " + shlex.join(sys.argv), args.split)
     if args.out:
         with open(args.out, "w") as file:
             file.write(text)
     print(text)
     if args.plot:
-        plot(rows, bar["targetsim"], fd_bar, args.plot, fd_rule)
+        plot(rows, max(rival["targetsim"] for rival in rivals), fd_bar, args.plot, fd_rule)
 
 
 if __name__ == "__main__":

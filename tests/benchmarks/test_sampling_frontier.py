@@ -49,21 +49,29 @@ def test_checkpoints_scored_in_different_spaces_are_told_apart_by_their_content_
 
 def point(sims, targets, fd=0.05, name="point"):
     sims = torch.tensor(sims, dtype=torch.double)
-    return {"name": name, "label": name, "targetsim": sims.mean().item(), "fd": fd, "per_user": (targets, sims)}
+    return {"name": name, "label": name, "n": 1, "targetsim": sims.mean().item(), "fd": fd, "per_user": (targets, sims),
+            "personallift": 0.0, "personallift_ci95_low": 0.0, "personallift_ci95_high": 0.0}
 
 
-def test_a_point_meets_the_targets_when_its_paired_lead_over_the_bar_is_resolved_and_its_fd_is_low():
+def test_a_point_meets_the_targets_when_its_paired_leads_over_every_ranking_row_are_resolved_and_its_fd_is_low():
     targets = torch.stack([torch.arange(40), torch.arange(40) % 7 + 1], dim=1)
     base = torch.linspace(-0.2, 0.3, 40)
-    bar = point(base.tolist(), targets, fd=1.9, name="PopItem")
+    popular = point(base.tolist(), targets, fd=1.9, name="PopItem")
+    top1 = point((base - 0.01).tolist(), targets, fd=0.06, name="SASRec top-1")
+    rivals = [popular, top1]
     clear = point((base + 0.02 + 0.001 * torch.cos(torch.arange(40.0))).tolist(), targets)
     noisy = point((base + 0.02 + 0.3 * torch.tensor([1.0, -1.0] * 20)).tolist(), targets)
-    assert sampling_frontier.verdict(clear, bar, fd_bar=0.06) == "yes"
-    assert sampling_frontier.verdict(noisy, bar, fd_bar=0.06) == "by the mean only: the paired interval includes 0"
-    assert sampling_frontier.verdict(clear, bar, fd_bar=0.04) == "no"  # FD above the bar
-    assert sampling_frontier.verdict(bar, bar, fd_bar=2.0) == "no"
+    assert sampling_frontier.verdict(clear, rivals, fd_bar=0.06) == "yes"
+    assert sampling_frontier.verdict(noisy, rivals, fd_bar=0.06) == "by the mean only: a paired interval includes 0"
+    assert sampling_frontier.verdict(clear, rivals, fd_bar=0.04) == "no"  # FD above the bar
+    assert sampling_frontier.verdict(popular, rivals, fd_bar=2.0) == "no"
+    between = point((base - 0.005).tolist(), targets)  # above the top-1, below PopItem
+    assert sampling_frontier.verdict(between, rivals, fd_bar=0.06) == "no"
     other_users = point(clear["per_user"][1].tolist(), targets.flip(0))
-    assert sampling_frontier.verdict(other_users, bar, fd_bar=0.06) == "yes (not paired)"
+    assert sampling_frontier.verdict(other_users, rivals, fd_bar=0.06) == "yes (not paired)"
+    table = sampling_frontier.markdown([popular, top1, clear], rivals, 0.06, "the top-1's", "cmd", "valid")
+    assert "| shown item | seeds | TargetSim | minus PopItem [95%] | minus SASRec top-1 [95%] |" in table
+    assert "| point | 1 | 0.0700 | +0.0200 [+0.0" in table and table.rstrip().endswith("| yes |")
 
 
 def test_a_best_of_point_is_the_benchmarks_best_of_evaluation_and_plain_points_sample_once(genrec_config):
