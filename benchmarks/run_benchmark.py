@@ -413,7 +413,7 @@ def markdown(results, args, command, reused):
             lines.append(f"- {model}: reused from `{source['file']}` (run {source['date']}, commit {source['commit']}; same settings)")
         else:
             lines.append(f"- {model}: trained by the run of {source['date']} (commit {source['commit']}, same training settings); "
-                         "its checkpoint re-scored by this run (new metrics or thresholds)")
+                         "its checkpoint re-scored by this run (new metrics, thresholds or per-user values)")
     if reused:
         lines.append("")
     header = "| model | " + " | ".join(COLUMNS) + " | fd floor | train s/epoch | epochs | eval s | peak MiB |"
