@@ -24,7 +24,7 @@ class PerUserRecorder:
 
     def evaluate(self, dataobject):
         inputs = ContentInputs.from_struct(dataobject)
-        self.records.append((inputs.target, target_sim_per_user(inputs)[1]))
+        self.records.append((inputs.target, target_sim_per_user(inputs)))
         return self.evaluator.evaluate(dataobject)
 
     def __getattr__(self, name):

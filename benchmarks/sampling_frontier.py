@@ -259,12 +259,17 @@ def plot(rows, targetsim_bar, fd_bar, path, fd_rule, size=(880, 540)):
     image.save(path)
 
 
-def verdict(row, rivals, fd_bar):
+def leads(row, rivals):
+    """``row``'s paired TargetSim lead over each of ``rivals`` (:func:`paired.paired_difference`: ``(mean, low,
+    high)``, or None for the rival itself or a rival scored on other users)."""
+    return [None if row is rival else paired_difference(row["per_user"], rival["per_user"]) for rival in rivals]
+
+
+def verdict(row, rivals, paired, fd_bar):
     """Whether ``row`` meets both targets: TargetSim above every one of ``rivals`` (the ranking rows) and FD at
-    most ``fd_bar``; and whether its leads are resolved, each paired interval lying above 0."""
+    most ``fd_bar``; and whether its leads (``paired``, from :func:`leads`) are resolved, each interval above 0."""
     if any(row is rival or row["targetsim"] <= rival["targetsim"] for rival in rivals) or row["fd"] > fd_bar:
         return "no"
-    paired = [paired_difference(row["per_user"], rival["per_user"]) for rival in rivals]
     if None in paired:
         return "yes (not paired)"
     return "yes" if all(low > 0 for _, low, _ in paired) else "by the mean only: a paired interval includes 0"
@@ -283,13 +288,11 @@ def markdown(rows, rivals, fd_bar, fd_rule, command, split):
              + " | PersonalLift [95% interval] | FD | both targets |", "|---" * (6 + len(rivals)) + "|"]
     for row in rows:
         sd = lambda key: f" ({row[key + '_sd']:.4f})" if row["n"] > 1 else ""
-        versus = []
-        for rival in rivals:
-            paired = None if row is rival else paired_difference(row["per_user"], rival["per_user"])
-            versus.append("-" if paired is None else f"{paired[0]:+.4f} [{paired[1]:+.4f}, {paired[2]:+.4f}]")
+        paired = leads(row, rivals)
+        versus = ["-" if lead is None else f"{lead[0]:+.4f} [{lead[1]:+.4f}, {lead[2]:+.4f}]" for lead in paired]
         lines.append(f"| {row['name']} | {row['n']} | {row['targetsim']:.4f}{sd('targetsim')} | {' | '.join(versus)} | "
                      f"{row['personallift']:.4f} [{row['personallift_ci95_low']:.4f}, {row['personallift_ci95_high']:.4f}] | "
-                     f"{row['fd']:.4f}{sd('fd')} | {verdict(row, rivals, fd_bar)} |")
+                     f"{row['fd']:.4f}{sd('fd')} | {verdict(row, rivals, paired, fd_bar)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -102,15 +102,14 @@ class ContentInputs:
 
 
 def target_sim_per_user(inputs):
-    """``(users, sims)``: the rows of the users with a target and sim(g_u, t_u) for each."""
+    """sim(g_u, t_u) for each user u with a target, in user order."""
     targets, counts = inputs.user_means(inputs.target)
-    users = torch.nonzero(counts > 0).flatten()
-    return users, (inputs.mean_shown[users] * targets[users]).sum(dim=1)
+    return (inputs.mean_shown * targets).sum(dim=1)[counts > 0]
 
 
 def target_sim(inputs):
     """mean over users with a target of sim(g_u, t_u)."""
-    _, per_user = target_sim_per_user(inputs)
+    per_user = target_sim_per_user(inputs)
     return per_user.mean().item() if len(per_user) else float("nan")
 
 

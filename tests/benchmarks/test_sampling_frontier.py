@@ -61,14 +61,14 @@ def test_a_point_meets_the_targets_when_its_paired_leads_over_every_ranking_row_
     rivals = [popular, top1]
     clear = point((base + 0.02 + 0.001 * torch.cos(torch.arange(40.0))).tolist(), targets)
     noisy = point((base + 0.02 + 0.3 * torch.tensor([1.0, -1.0] * 20)).tolist(), targets)
-    assert sampling_frontier.verdict(clear, rivals, fd_bar=0.06) == "yes"
-    assert sampling_frontier.verdict(noisy, rivals, fd_bar=0.06) == "by the mean only: a paired interval includes 0"
-    assert sampling_frontier.verdict(clear, rivals, fd_bar=0.04) == "no"  # FD above the bar
-    assert sampling_frontier.verdict(popular, rivals, fd_bar=2.0) == "no"
+    assert sampling_frontier.verdict(clear, rivals, sampling_frontier.leads(clear, rivals), fd_bar=0.06) == "yes"
+    assert sampling_frontier.verdict(noisy, rivals, sampling_frontier.leads(noisy, rivals), fd_bar=0.06) == "by the mean only: a paired interval includes 0"
+    assert sampling_frontier.verdict(clear, rivals, sampling_frontier.leads(clear, rivals), fd_bar=0.04) == "no"  # FD above the bar
+    assert sampling_frontier.verdict(popular, rivals, sampling_frontier.leads(popular, rivals), fd_bar=2.0) == "no"
     between = point((base - 0.005).tolist(), targets)  # above the top-1, below PopItem
-    assert sampling_frontier.verdict(between, rivals, fd_bar=0.06) == "no"
+    assert sampling_frontier.verdict(between, rivals, sampling_frontier.leads(between, rivals), fd_bar=0.06) == "no"
     other_users = point(clear["per_user"][1].tolist(), targets.flip(0))
-    assert sampling_frontier.verdict(other_users, rivals, fd_bar=0.06) == "yes (not paired)"
+    assert sampling_frontier.verdict(other_users, rivals, sampling_frontier.leads(other_users, rivals), fd_bar=0.06) == "yes (not paired)"
     table = sampling_frontier.markdown([popular, top1, clear], rivals, 0.06, "the top-1's", "cmd", "valid")
     assert "| shown item | seeds | TargetSim | minus PopItem [95%] | minus SASRec top-1 [95%] |" in table
     assert "| point | 1 | 0.0700 | +0.0200 [+0.0" in table and table.rstrip().endswith("| yes |")
