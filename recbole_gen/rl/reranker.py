@@ -7,7 +7,6 @@ the user encoder and the reward space only, never the evaluation space or the ta
 """
 
 import torch
-import torch.nn.functional as F
 
 from recbole_gen.model.sequential_recommender.genrec import Generation
 
@@ -18,9 +17,7 @@ RERANK_TOP_ITEMS = 10
 def expected_embedding(model, reward_model, interaction, top_items=RERANK_TOP_ITEMS):
     """``(B, d)``: the user-encoder-weighted mean reward-space embedding of each row's ``top_items`` top catalog
     items (1: the embedding of its top item)."""
-    scores = model.user_encoder.full_sort_predict(interaction).float()
-    scores[:, ~reward_model.has_content.to(scores.device)] = -torch.inf
-    return F.normalize(top_items_mean(scores, reward_model.catalog, top_items), dim=-1)
+    return reward_model.expected(model.user_encoder.full_sort_predict(interaction), top_items)
 
 
 def top_items_mean(scores, catalog, top_items):

@@ -25,26 +25,37 @@ Terms, each per generated sample, weighted by config and summed:
 
 Only the targets a caller passes enter the reward: the RL trainer passes each training row's next item and
 the user's following training items.
+
+With ``rl_reward_ensemble`` = K > 1, the RL stage is rewarded by a :class:`RewardEnsemble` of K reward
+encoders fitted with seeds ``rl_reward_fit_seed`` to ``rl_reward_fit_seed + K - 1``, each scoring the
+samples in its own space, aggregated by ``rl_reward_ensemble_aggregate``: ``mean``, or ``min`` (worst-case
+optimisation; Coste et al. 2024, "Reward Model Ensembles Help Mitigate Overoptimization"). A policy that
+raises one fit's reward and not the others' (what one seed of a fit learnt and the next did not) earns
+nothing under ``min``. Everything else that needs the reward space (validation's reward-space TargetSim,
+best-of-N, the fidelity checks) uses the first member.
 """
 
 import collections
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from recbole_gen.data.item_content import item_content
 from recbole_gen.evaluator.encoder import FIT, catalog_encoder, fitted_encoder_dir
 from recbole_gen.fidelity.checks import realism_scores
-from recbole_gen.rl.reranker import RERANK_TOP_ITEMS
+from recbole_gen.rl.reranker import RERANK_TOP_ITEMS, top_items_mean
 
 REALISM_NEIGHBOURS = 10
 TERMS = ("contrastive", "realism", "diversity", "copy", "expectation")
+AGGREGATES = {"mean": lambda totals: totals.mean(dim=0), "min": lambda totals: totals.min(dim=0).values}
 
 
-def reward_settings(config):
-    """``config`` seen through the reward encoder's fit settings (a mapping read like a Config)."""
+def reward_settings(config, member=0):
+    """``config`` seen through the fit settings of the reward encoder ``member`` (of an ensemble; a mapping
+    read like a Config)."""
     overrides = {"eval_encoder": FIT, "encoder_fit_text_fields": config["rl_reward_text_fields"],
-                 "encoder_fit_epochs": config["rl_reward_fit_epochs"], "encoder_fit_seed": config["rl_reward_fit_seed"]}
+                 "encoder_fit_epochs": config["rl_reward_fit_epochs"], "encoder_fit_seed": config["rl_reward_fit_seed"] + member}
     return collections.ChainMap(overrides, config)
 
 
@@ -52,6 +63,7 @@ def reward_settings(config):
 class Rewards:
     total: torch.Tensor  # (N,)
     terms: dict  # name -> (N,) unweighted term
+    member_sd: torch.Tensor = None  # (N,) spread of an ensemble's members' totals; None for one reward encoder
 
 
 class RewardModel:
@@ -72,13 +84,16 @@ class RewardModel:
         return bool(self.weights["expectation"])
 
     @classmethod
-    def from_config(cls, config, dataset):
-        settings = reward_settings(config)
+    def from_config(cls, config, dataset, member=0):
+        """The reward model of ``dataset``'s catalog; ``member`` > 0: an ensemble's further reward encoder,
+        fitted with seed ``rl_reward_fit_seed + member``."""
+        settings = reward_settings(config, member)
         if config["eval_encoder"] == FIT:
             content = item_content(config, dataset)
             if fitted_encoder_dir(settings, content) == fitted_encoder_dir(config, content):
                 raise ValueError(
-                    "the reward encoder would be the evaluation encoder: set rl_reward_text_fields, rl_reward_fit_epochs "
+                    f"the reward encoder{f' {member} of the ensemble (seed rl_reward_fit_seed + {member})' if member else ''} "
+                    "would be the evaluation encoder: set rl_reward_text_fields, rl_reward_fit_epochs "
                     "or rl_reward_fit_seed apart from encoder_fit_text_fields, encoder_fit_epochs, encoder_fit_seed"
                 )
         content, encoder, embeddings = catalog_encoder(settings, dataset)
@@ -96,6 +111,13 @@ class RewardModel:
     def embed(self, images):
         return self.encoder.encode_images(images)
 
+    def expected(self, scores, top_items):
+        """``(B, d)``: what the user encoder expects, in this space: the unit-normalised mean embedding of each
+        row's ``top_items`` best-scored catalog items with content, weighted by the softmax of their ``scores``
+        ``(B, n_items)`` (:func:`recbole_gen.rl.reranker.top_items_mean`; 1: the top item's embedding)."""
+        scores = scores.float().masked_fill(~self.has_content.to(scores.device), -torch.inf)
+        return F.normalize(top_items_mean(scores, self.catalog, top_items), dim=-1)
+
     def target_sim(self, embeddings, targets):
         """``(N,)`` cosine of each embedding to its target item's embedding."""
         return (embeddings * self.catalog[targets.cpu()]).sum(dim=1)
@@ -106,10 +128,11 @@ class RewardModel:
         valid = self.has_content[targets].float().unsqueeze(-1)
         return (self.catalog[targets] * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1)
 
-    def __call__(self, generation, copied, targets, group_size, expected=None):
+    def __call__(self, generation, copied, targets, group_size, scores=None):
         """Rewards of the ``generation`` of B * G images, groups of ``group_size`` = G adjacent samples of the
         rows whose targets are ``targets`` ``(B, K)`` (items, 0 = none); ``copied`` ``(B * G,)`` marks exact
-        catalog copies; ``expected`` ``(B, d)``, the rows' expected embeddings, when the expectation term is on."""
+        catalog copies; ``scores`` ``(B, n_items)``, the user encoder's scores of the rows, when the
+        expectation term is on."""
         embeddings = self.embed(generation.images)
         terms = {}
         if self.weights["contrastive"]:
@@ -123,12 +146,43 @@ class RewardModel:
         if self.weights["copy"]:
             terms["copy"] = -copied.float().cpu()
         if self.weights["expectation"]:
-            sims = embeddings @ expected.T  # (B * G, B)
+            sims = embeddings @ self.expected(scores, self.expectation_top_items).T  # (B * G, B)
             terms["expectation"] = _own_minus_others(sims, group_size) if self.expectation_contrast else _own(sims, group_size)
         total = sum(self.weights[name] * value for name, value in terms.items())
         if not terms:
             total = torch.zeros(len(embeddings))
         return Rewards(total=total, terms=terms)
+
+
+class RewardEnsemble:
+    """Several :class:`RewardModel` s scoring the same samples, their totals aggregated per sample
+    (``AGGREGATES``); the terms are the members' means. Called like a :class:`RewardModel`."""
+
+    def __init__(self, members, aggregate="mean"):
+        if aggregate not in AGGREGATES:
+            raise ValueError(f"config key 'rl_reward_ensemble_aggregate' = {aggregate!r}: expected one of {tuple(AGGREGATES)}")
+        self.members, self.aggregate = members, aggregate
+
+    @classmethod
+    def from_config(cls, config, dataset, first=None):
+        """``rl_reward_ensemble`` reward models of ``dataset``'s catalog (``first``: member 0, already built)."""
+        size = config["rl_reward_ensemble"]
+        if size < 1:
+            raise ValueError(f"config key 'rl_reward_ensemble' = {size!r}: expected a positive number of reward encoders")
+        first = first or RewardModel.from_config(config, dataset)
+        members = [first] + [RewardModel.from_config(config, dataset, member) for member in range(1, size)]
+        return cls(members, config["rl_reward_ensemble_aggregate"])
+
+    @property
+    def needs_expectation(self):
+        return self.members[0].needs_expectation
+
+    def __call__(self, generation, copied, targets, group_size, scores=None):
+        rewards = [member(generation, copied, targets, group_size, scores) for member in self.members]
+        totals = torch.stack([r.total for r in rewards])
+        terms = {name: torch.stack([r.terms[name] for r in rewards]).mean(dim=0) for name in rewards[0].terms}
+        return Rewards(total=AGGREGATES[self.aggregate](totals), terms=terms,
+                       member_sd=totals.std(dim=0, unbiased=False) if len(rewards) > 1 else None)
 
 
 def _own(sims, group_size):

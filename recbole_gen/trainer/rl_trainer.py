@@ -18,6 +18,10 @@ next item, from the training split only) and:
   "Iterative Reasoning Preference Optimization"; trl's ``rpo_alpha``), which keeps the chosen samples likely
   instead of letting DPO lower both likelihoods of a pair.
 
+With ``rl_reward_ensemble`` > 1, steps are rewarded by a :class:`~recbole_gen.rl.reward.RewardEnsemble` of
+that many reward encoders (:meth:`GenRecRLTrainer.training_reward`); validation's reward space stays the
+first member.
+
 With ``rl_reference_refresh``, each epoch starts by copying the current policy into the reference: DPO
 becomes iterated DPO (each epoch's pairs are sampled from, and its loss anchored to, the policy the last
 epoch ended with; Xu et al. 2023, "Some things are more CRINGE than others"), and GRPO's KL anchors to
@@ -44,8 +48,8 @@ from transformers import GenerationConfig
 
 from recbole_gen.fitting import atomic_file
 from recbole_gen.model.sequential_recommender.genrec import Generation
-from recbole_gen.rl.reranker import expected_embedding
 from recbole_gen.rl.objectives import code_entropy, code_kl, code_log_probs, dpo_loss, group_advantages, grpo_loss
+from recbole_gen.rl.reward import RewardEnsemble
 from recbole_gen.trainer.trainer import GenRecTrainer
 
 ALGORITHMS = ("grpo", "dpo")
@@ -88,6 +92,7 @@ class GenRecRLTrainer(GenRecTrainer):
         self.rl_step = 0
         self.rows_without_image = 0  # training rows skipped in this epoch
         self._valid_reward_sims = []
+        self._training_reward = None
 
     uses_reward_model = True  # validation also scores the generations in the reward space
 
@@ -126,7 +131,7 @@ class GenRecRLTrainer(GenRecTrainer):
         self.model.train()
         if self.config["rl_reference_refresh"]:
             self.reference.load_state_dict(self.model.state_dict())
-        reward_model = self.reward_model(train_data._dataset)
+        reward_model = self.training_reward(train_data._dataset)
         self.rows_without_image = 0
         steps = self.config["rl_steps_per_epoch"]
         progress = tqdm(total=steps, desc=set_color(f"RL {self.config['rl_algorithm']} epoch {epoch_idx:>3}", "pink"),
@@ -151,6 +156,15 @@ class GenRecRLTrainer(GenRecTrainer):
         )
         return sum(r["loss"] for r in records) / len(records)
 
+    def training_reward(self, dataset):
+        """What RL steps are rewarded by: the reward model, or a :class:`RewardEnsemble` of ``rl_reward_ensemble``
+        reward encoders whose first member is the reward model (built once)."""
+        if self._training_reward is None:
+            reward_model = self.reward_model(dataset)
+            self._training_reward = (RewardEnsemble.from_config(self.config, dataset, first=reward_model)
+                                     if self.config["rl_reward_ensemble"] != 1 else reward_model)
+        return self._training_reward
+
     def sample(self, policy, rows):
         """A :class:`Generation` of ``rl_group_size`` samples of ``policy`` per row (rows' samples adjacent)."""
         condition = policy.condition_tokens(rows).repeat_interleave(self.group_size, dim=0)
@@ -165,9 +179,9 @@ class GenRecRLTrainer(GenRecTrainer):
         """``(Rewards, copied)`` of a generation for ``rows``: the reward sees the rows' own training targets only
         (their next items and the users' following training items, ``FUTURE_FIELD``)."""
         copied = self.model.copied_items(generation.codes) > 0
-        expected = (expected_embedding(self.reference, reward_model, rows, reward_model.expectation_top_items)
-                    if reward_model.needs_expectation else None)
-        return reward_model(generation, copied, rows[FUTURE_FIELD], self.group_size, expected), copied
+        with torch.no_grad():  # the user encoder is frozen: the reference's and the policy's score alike
+            scores = self.reference.user_encoder.full_sort_predict(rows) if reward_model.needs_expectation else None
+        return reward_model(generation, copied, rows[FUTURE_FIELD], self.group_size, scores), copied
 
     def rollout(self, policy, rows, reward_model):
         """``(generation, rewards, copied, seconds)``: ``policy``'s samples for ``rows``, their rewards, which are
@@ -235,6 +249,7 @@ class GenRecRLTrainer(GenRecTrainer):
             "reward_group_sd": grouped.std(dim=1, unbiased=False).mean().item(), "zero_spread_share": zero_spread,
             "copy_share": copied.float().mean().item(),
             **{f"reward_{name}": value.mean().item() for name, value in rewards.terms.items()},
+            **({"reward_member_sd": rewards.member_sd.mean().item()} if rewards.member_sd is not None else {}),
             **{f"seconds_{part}": value for part, value in zip(("sampling", "reward", "update"), seconds)},
         }
         self.rl_step += 1

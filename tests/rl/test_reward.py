@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from recbole_gen.model.sequential_recommender.genrec import Generation
 from recbole_gen.rl.reranker import best_of_n, expected_embedding
-from recbole_gen.rl.reward import RewardModel
+from recbole_gen.rl.reward import RewardEnsemble, RewardModel
 
 E = torch.eye(3)
 CATALOG = torch.cat([torch.zeros(1, 3), E])  # row 0 padding; items 1..3 = e0..e2
@@ -24,8 +24,23 @@ def images(*vectors):
     return torch.stack([torch.as_tensor(v, dtype=torch.float) for v in vectors]).view(-1, 3, 1, 1)
 
 
-def reward_model(**weights):
-    return RewardModel(PixelEncoder(), CATALOG, HAS_CONTENT, {"contrastive": 0.0, "realism": 0.0, "diversity": 0.0, "copy": 0.0, **weights})
+class SwappedEncoder(PixelEncoder):
+    """Another space: the pixel with its first two channels swapped."""
+
+    def encode_images(self, images):
+        return super().encode_images(images)[:, [1, 0, 2]]
+
+
+def reward_model(encoder=None, **weights):
+    encoder = encoder or PixelEncoder()
+    catalog = encoder.encode_images(CATALOG.view(-1, 3, 1, 1)) * HAS_CONTENT.unsqueeze(1)
+    return RewardModel(encoder, catalog, HAS_CONTENT, {"contrastive": 0.0, "realism": 0.0, "diversity": 0.0, "copy": 0.0, **weights},
+                       expectation_top_items=1)
+
+
+def top_item_scores(*items):
+    """User-encoder scores (padding, items 1..3) of rows whose top item is each of ``items``."""
+    return torch.stack([F.one_hot(torch.tensor(item), 4).float() for item in items])
 
 
 def generation(*vectors):
@@ -63,16 +78,16 @@ def test_copy_penalty_realism_and_diversity():
 def test_expectation_term_is_the_cosine_to_each_rows_expected_embedding():
     model = reward_model(expectation=1.0)
     rewards = model(generation(E[0], E[1], E[2], E[2]), torch.zeros(4, dtype=torch.bool), torch.tensor([[1], [2]]), 2,
-                    expected=torch.stack([E[0], E[2]]))
+                    scores=top_item_scores(1, 3))  # row 0 expects e0, row 1 e2
     assert rewards.total.tolist() == pytest.approx([1.0, 0.0, 1.0, 1.0])
 
 
 def test_contrasted_expectation_pays_nothing_for_one_image_for_everyone():
     model = reward_model(expectation=1.0)
     model.expectation_contrast = True
-    expected = torch.stack([E[0], E[2]])
-    personal = model(generation(E[0], E[2]), torch.zeros(2, dtype=torch.bool), torch.tensor([[1], [3]]), 1, expected=expected)
-    central = model(generation(E[0] + E[2], E[0] + E[2]), torch.zeros(2, dtype=torch.bool), torch.tensor([[1], [3]]), 1, expected=expected)
+    scores = top_item_scores(1, 3)
+    personal = model(generation(E[0], E[2]), torch.zeros(2, dtype=torch.bool), torch.tensor([[1], [3]]), 1, scores=scores)
+    central = model(generation(E[0] + E[2], E[0] + E[2]), torch.zeros(2, dtype=torch.bool), torch.tensor([[1], [3]]), 1, scores=scores)
     assert personal.total.tolist() == pytest.approx([1.0, 1.0]) and central.total.tolist() == pytest.approx([0.0, 0.0])
 
 
@@ -103,3 +118,24 @@ def test_expected_embedding_averages_the_top_items_by_their_score_softmax():
     top_two = F.normalize(torch.tensor([0.75, 0.25, 0.0]), dim=0)
     assert expected_embedding(model, reward_model(), None, top_items=2)[0].tolist() == pytest.approx(top_two.tolist())
     assert expected_embedding(model, reward_model(), None, top_items=3)[0, 2] > 0
+
+
+def test_an_ensemble_aggregates_members_that_score_in_their_own_spaces():
+    # one row, next item and top item 1; two samples: the picture e0 (item 1's) and e1 (item 2's)
+    samples, copied, targets, scores = generation(E[0], E[1]), torch.zeros(2, dtype=torch.bool), torch.tensor([[1]]), top_item_scores(1)
+    pixel = reward_model(contrastive=1.0, expectation=1.0)
+    swapped = reward_model(SwappedEncoder(), contrastive=1.0, expectation=1.0)  # other space, same verdict
+    disagreeing = reward_model(contrastive=1.0, expectation=1.0)
+    disagreeing.catalog = disagreeing.catalog[:, [1, 0, 2]]  # a fit that embeds item 1 where the others embed item 2
+    totals = [member(samples, copied, targets, 2, scores).total.tolist() for member in (pixel, swapped, disagreeing)]
+    assert totals == [pytest.approx([2.0, 0.0])] * 2 + [pytest.approx([0.0, 2.0])]  # contrastive 1 + expectation 1
+    for aggregate, total in (("mean", [4 / 3, 2 / 3]), ("min", [0.0, 0.0])):
+        rewards = RewardEnsemble([pixel, swapped, disagreeing], aggregate)(samples, copied, targets, 2, scores)
+        assert rewards.total.tolist() == pytest.approx(total)
+        assert rewards.terms["contrastive"].tolist() == pytest.approx([2 / 3, 1 / 3])  # the members' mean, unweighted
+        assert rewards.member_sd.tolist() == pytest.approx([torch.tensor([2.0, 2.0, 0.0]).std(unbiased=False).item()] * 2)
+
+
+def test_an_ensemble_refuses_an_unknown_aggregate():
+    with pytest.raises(ValueError, match="'rl_reward_ensemble_aggregate' = 'median': expected one of"):
+        RewardEnsemble([reward_model()], "median")

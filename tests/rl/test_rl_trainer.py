@@ -30,7 +30,7 @@ class CodeZeroShare:
 
     needs_expectation = False
 
-    def __call__(self, generation, copied, targets, group_size, expected=None):
+    def __call__(self, generation, copied, targets, group_size, scores=None):
         return Rewards(total=(generation.codes == 0).float().mean(dim=1).cpu(), terms={})
 
 
@@ -173,6 +173,26 @@ def test_the_reward_encoder_cannot_be_the_evaluation_encoder(genrec_config):
                                        "rl_reward_fit_seed": 2020})
     with pytest.raises(ValueError, match="reward encoder would be the evaluation encoder"):
         RewardModel.from_config(config, train_data._dataset)
+
+
+def test_an_ensemble_rewards_grpo_with_encoders_of_consecutive_seeds(genrec_config):
+    from recbole_gen.rl.reward import RewardEnsemble
+
+    config, model, train_data = build({**genrec_config, **RL, "rl_reward_ensemble": 2, "rl_reward_ensemble_aggregate": "min"})
+    trainer = GenRecRLTrainer(config, model)
+    ensemble = trainer.training_reward(train_data._dataset)
+    assert isinstance(ensemble, RewardEnsemble) and ensemble.members[0] is trainer.reward_model(train_data._dataset)
+    first, second = ensemble.members
+    assert not torch.allclose(first.catalog, second.catalog)  # seeds 7 and 8: two fits
+    trainer.model.train()
+    record = trainer.grpo_step(next(trainer.training_rows(train_data)), ensemble)
+    trainer.tensorboard.close()
+    assert record["reward_member_sd"] > 0 and record["reward_mean"] <= record["reward_expectation"] + record["reward_contrastive"]
+
+    clash, _, clash_data = build({**genrec_config, **RL, "rl_reward_ensemble": 2, "rl_reward_fit_epochs": genrec_config["encoder_fit_epochs"],
+                                  "rl_reward_fit_seed": 2019})  # member 1 would be the evaluation fit (seed 2020)
+    with pytest.raises(ValueError, match=r"reward encoder 1 of the ensemble \(seed rl_reward_fit_seed \+ 1\) would be the evaluation"):
+        RewardEnsemble.from_config(clash, clash_data._dataset)
 
 
 @pytest.mark.parametrize("top_items", [0, 10**6])
