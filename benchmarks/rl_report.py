@@ -36,8 +36,9 @@ def curves(log, smooth):
     steps = log["steps"]
     x = [step["step"] for step in steps]
     series = lambda key: (x, moving_average([step[key] for step in steps], smooth))
+    optional = {"contrastive term": "reward_contrastive", "spread of the ensemble's fits": "reward_member_sd"}
     panels = [
-        panel({"reward (total)": series("reward_mean"), **({"contrastive term": series("reward_contrastive")} if "reward_contrastive" in steps[0] else {})},
+        panel({"reward (total)": series("reward_mean"), **{name: series(key) for name, key in optional.items() if key in steps[0]}},
               "reward per sample, mean", "RL step"),
         panel({"KL to the supervised policy": series("kl")}, "KL per code (nats)", "RL step"),
         panel({"exact copies": series("copy_share"), "zero-spread groups": series("zero_spread_share")}, "share of samples / groups", "RL step"),
