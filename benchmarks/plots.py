@@ -18,6 +18,7 @@ class _Axes:
         self.x_lo, self.x_hi = min(tx), max(tx)
         if self.x_hi == self.x_lo:
             self.x_hi += 1
+        self.x_ticks = (self.x_lo, (self.x_lo + self.x_hi) / 2, self.x_hi)  # the data's range, not the padding's
         pad_x = (self.x_hi - self.x_lo) * 0.08
         self.x_lo, self.x_hi = self.x_lo - pad_x, self.x_hi + pad_x
         self.y_lo, self.y_hi = min(ys), max(ys)
@@ -39,13 +40,15 @@ class _Axes:
         draw.text((self.left, 4), title, fill=(0, 0, 0), font=font)
         draw.line([self.left, height - self.bottom, width - self.right, height - self.bottom], fill=(0, 0, 0))
         draw.line([self.left, self.top, self.left, height - self.bottom], fill=(0, 0, 0))
-        for fraction in (0, 0.5, 1):
+        for fraction, tick in zip((0, 0.5, 1), self.x_ticks):
             y_value = self.y_lo + fraction * (self.y_hi - self.y_lo)
             draw.text((2, self.y_px(y_value) - 6), f"{y_value:.4g}", fill=(0, 0, 0), font=font)
-            x_value = self.x_lo + fraction * (self.x_hi - self.x_lo)
-            x_value = 10 ** x_value if self.log_x else x_value
-            x = self.left + fraction * (width - self.left - self.right)
-            draw.text((x - 10, height - self.bottom + 4), f"{x_value:.3g}", fill=(0, 0, 0), font=font)
+            x_value = 10 ** tick if self.log_x else tick
+            label = f"{x_value:.4g}"
+            x = self.left + (tick - self.x_lo) / (self.x_hi - self.x_lo) * (width - self.left - self.right)
+            label_width = draw.textlength(label, font=font)
+            draw.line([x, height - self.bottom, x, height - self.bottom + 3], fill=(0, 0, 0))
+            draw.text((min(x - label_width / 2, width - label_width - 2), height - self.bottom + 4), label, fill=(0, 0, 0), font=font)
         draw.text((width // 2 - 3 * len(x_label), height - 14), x_label, fill=(0, 0, 0), font=font)
 
 
@@ -62,7 +65,10 @@ def line_panel(series, title, x_label, size=PANEL):
             draw.line(points, fill=colour, width=2)
         for x, y in points if len(points) < 20 else []:
             draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
-        draw.text((size[0] - axes.right - 200, axes.top + 2 + 12 * index), name, fill=colour, font=font)
+    for index, name in enumerate(series):  # the legend over the lines, on white, so a line never hides it
+        position = (size[0] - axes.right - 200, axes.top + 2 + 12 * index)
+        draw.rectangle(draw.textbbox(position, name, font=font), fill=(255, 255, 255))
+        draw.text(position, name, fill=COLOURS[index % len(COLOURS)], font=font)
     return image
 
 
