@@ -11,7 +11,8 @@ sampling seeds, the checkpoint's own sampling settings) and reports their mean c
 items (TargetSim) in the evaluation encoder, in each reward fit the run was rewarded in, and in held-out fits
 of the same settings with seeds no run here was rewarded in (``--held_out_seeds``). A gain in the rewarded
 fits that the held-out fits do not share is hacking; one they share is what a different fit of the same
-data would also call an improvement. Validation split by default (``--split test`` for final figures).
+data would also call an improvement. Gains are read against the first ``--genrec`` checkpoint (the
+supervised start): fits differ in how they score even a policy that was never rewarded. Validation split by default (``--split test`` for final figures).
 """
 
 import argparse
@@ -87,14 +88,19 @@ def report(rows, args, command):
              f"Command: `{command}`", "",
              "TargetSim, mean (sd over sampling seeds), of each checkpoint's samples in the evaluation encoder, in the "
              "reward fits its run was rewarded in (mean over them) and in held-out fits of the same settings "
-             f"(seeds {', '.join(map(str, args.held_out_seeds))}, mean over them). Rewarded minus held-out: what the "
-             "run gained that another seed of the fit does not credit.", "",
-             "| checkpoint | rewarded fit seeds | evaluation encoder | rewarded fits | held-out fits | rewarded minus held-out |",
-             "|---|---|---|---|---|---|"]
+             f"(seeds {', '.join(map(str, args.held_out_seeds))}, mean over them). Rewarded minus held-out: how much more "
+             "the fits a run was rewarded in credit it than other seeds of the same fit do (fits differ even for a run "
+             f"never rewarded, so compare it with the first row's); the last column: each space's change from {rows[0]['label']} "
+             "(the first --genrec, e.g. the RL runs' supervised start).", "",
+             f"| checkpoint | rewarded fit seeds | evaluation encoder | rewarded fits | held-out fits | rewarded minus held-out | "
+             f"change from {rows[0]['label']}: evaluation / rewarded / held-out |",
+             "|---|---|---|---|---|---|---|"]
+    first = rows[0]
     for row in rows:
         gap = row["rewarded_sims"][0] - row["held_out_sims"][0]
+        change = " / ".join(f"{row[key][0] - first[key][0]:+.4f}" for key in ("evaluation", "rewarded_sims", "held_out_sims"))
         lines.append(f"| {row['label']} | {', '.join(map(str, row['rewarded']))} | {cell(row['evaluation'])} | "
-                     f"{cell(row['rewarded_sims'])} | {cell(row['held_out_sims'])} | {gap:+.4f} |")
+                     f"{cell(row['rewarded_sims'])} | {cell(row['held_out_sims'])} | {gap:+.4f} | {change} |")
     fit_seeds = sorted({seed for row in rows for seed in row["per_fit"]})
     lines += ["", "Per reward fit (mean over sampling seeds; - where a run's row did not score that fit):", "",
               "| checkpoint | " + " | ".join(f"seed {seed}" for seed in fit_seeds) + " |", "|---|" + "---|" * len(fit_seeds)]

@@ -28,3 +28,15 @@ def test_the_evaluation_column_is_the_benchmarks_targetsim_and_each_fit_is_its_o
     assert row["held_out_sims"][0] == pytest.approx((row["per_fit"][11] + row["per_fit"][12]) / 2)
     with pytest.raises(SystemExit, match=r"--held_out_seeds \[7\]: --genrec .* was rewarded in those fits"):
         reward_transfer.transfer_row("GenRec", checkpoint, [3], "valid", held_out=[7, 12])
+
+
+def test_the_report_reads_each_row_against_the_first():
+    def row(label, rewarded, evaluation, rewarded_sims, held_out_sims):
+        return {"label": label, "rewarded": rewarded, "evaluation": (evaluation, 0.0), "rewarded_sims": (rewarded_sims, 0.0),
+                "held_out_sims": (held_out_sims, 0.0), "per_fit": {seed: rewarded_sims for seed in rewarded}}
+
+    args = type("Args", (), {"split": "valid", "seeds": 1, "held_out_seeds": [101]})
+    text = reward_transfer.report([row("start", [7], 0.02, 0.03, 0.01), row("hacked", [7], 0.01, 0.06, 0.00)], args, "cmd")
+    hacked = next(line for line in text.splitlines() if line.startswith("| hacked |"))
+    assert hacked.endswith("| +0.0600 | -0.0100 / +0.0300 / -0.0100 |")
+    assert "| seed 7 |" in text and "| hacked | 0.0600 |" in text
