@@ -12,7 +12,8 @@ items (TargetSim) in the evaluation encoder, in each reward fit the run was rewa
 of the same settings with seeds no run here was rewarded in (``--held_out_seeds``). A gain in the rewarded
 fits that the held-out fits do not share is hacking; one they share is what a different fit of the same
 data would also call an improvement. Gains are read against the first ``--genrec`` checkpoint (the
-supervised start): fits differ in how they score even a policy that was never rewarded. Validation split by default (``--split test`` for final figures).
+supervised start): fits differ in how they score even a policy that was never rewarded. Validation split
+by default (``--split test`` for final figures).
 """
 
 import argparse
