@@ -38,10 +38,12 @@ def code_entropy(logits):
     return -(log_p.exp() * log_p).sum(dim=-1)
 
 
-def grpo_loss(logits, reference_logits, codes, advantages, spread, kl_weight):
+def grpo_loss(logits, reference_logits, codes, advantages, spread, kl_weight, entropy_weight=0.0):
     """``(loss, kl)``: the GRPO objective for one on-policy update, per sequence the mean over its codes of
     ``-advantage * log p(code)`` (averaged over sequences of groups with spread), plus ``kl_weight`` times
-    the mean KL to the reference over every position. ``advantages`` and ``spread`` are per sequence ``(N,)``.
+    the mean KL to the reference over every position, minus ``entropy_weight`` times the policy's mean
+    entropy per code (a bonus against collapsing onto one sample per condition, whose groups then have no
+    spread and teach nothing). ``advantages`` and ``spread`` are per sequence ``(N,)``.
 
     With one update per sample the PPO ratio is 1 and its clipping inactive, so the gradient is that of
     the plain policy gradient with group-normalised advantages.
@@ -50,7 +52,10 @@ def grpo_loss(logits, reference_logits, codes, advantages, spread, kl_weight):
     kept = spread.float()
     policy = -(advantages * log_probs * kept).sum() / kept.sum().clamp(min=1)
     kl = code_kl(logits, reference_logits).mean()
-    return policy + kl_weight * kl, kl.detach()
+    loss = policy + kl_weight * kl
+    if entropy_weight:
+        loss = loss - entropy_weight * code_entropy(logits).mean()
+    return loss, kl.detach()
 
 
 def dpo_loss(chosen, rejected, reference_chosen, reference_rejected, beta):

@@ -11,7 +11,8 @@ next item, from the training split only) and:
   policy itself, without classifier-free guidance, so the log-probabilities it trains are those it
   sampled from), scores them with the reward (:mod:`recbole_gen.rl.reward`), normalises rewards within
   each group, skips groups with no spread, and takes a policy-gradient step on the codes'
-  log-probabilities with ``rl_kl_weight`` times the KL to the frozen supervised policy;
+  log-probabilities with ``rl_kl_weight`` times the KL to the frozen supervised policy, minus
+  ``rl_entropy_weight`` times the policy's entropy per code;
 - ``rl_algorithm: dpo``: samples ``rl_group_size`` images per row from the frozen supervised policy,
   pairs the best with the worst by reward, and takes a DPO step (``rl_dpo_beta``), plus
   ``rl_dpo_sft_weight`` times the chosen samples' negative log-likelihood per code (RPO, Pang et al. 2024,
@@ -203,7 +204,8 @@ class GenRecRLTrainer(GenRecTrainer):
             reference_logits = self.logits(self.reference, rows, codes)
         device = logits.device
         loss, kl = grpo_loss(logits, reference_logits, codes, advantages.flatten().to(device),
-                             spread.repeat_interleave(self.group_size).to(device), self.config["rl_kl_weight"])
+                             spread.repeat_interleave(self.group_size).to(device), self.config["rl_kl_weight"],
+                             self.config["rl_entropy_weight"])
         self.update(loss)
         return self.record(loss, kl, logits, rewards, copied, zero_spread=1 - spread.float().mean().item(),
                            seconds=(*seconds, time.perf_counter() - rewarded))

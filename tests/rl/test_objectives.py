@@ -47,3 +47,16 @@ def test_grpo_gradient_raises_the_log_probability_of_better_samples_only_in_grou
     assert kl.item() == pytest.approx(0, abs=1e-7)
     assert logits.grad[0, 0, 0] < 0 and logits.grad[1, 0, 1] > 0  # descent raises code 0 in row 0, lowers code 1 in row 1
     assert torch.equal(logits.grad[2:], torch.zeros(2, 1, 2))  # the flat group gives nothing
+
+
+def test_the_entropy_bonus_subtracts_the_mean_entropy_and_pushes_a_peaked_policy_toward_uniform():
+    logits = torch.tensor([[[2.0, 0.0], [0.0, 0.0]]], requires_grad=True)  # one sequence, two codes
+    codes, advantages, spread = torch.tensor([[0, 1]]), torch.zeros(1), torch.tensor([False])
+    plain, _ = grpo_loss(logits, logits.detach(), codes, advantages, spread, kl_weight=0.0)
+    bonus, _ = grpo_loss(logits, logits.detach(), codes, advantages, spread, kl_weight=0.0, entropy_weight=0.5)
+    p = torch.tensor([2.0, 0.0]).softmax(-1)
+    entropies = [-(p * p.log()).sum().item(), torch.log(torch.tensor(2.0)).item()]
+    assert bonus.item() == pytest.approx(plain.item() - 0.5 * sum(entropies) / 2, abs=1e-6)
+    bonus.backward()
+    assert logits.grad[0, 0, 0] > 0 > logits.grad[0, 0, 1]  # descent lowers the peaked code's logit
+    assert torch.allclose(logits.grad[0, 1], torch.zeros(2), atol=1e-7)  # uniform already: entropy at its maximum

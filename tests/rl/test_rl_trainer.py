@@ -69,6 +69,15 @@ def test_a_very_large_kl_weight_keeps_the_policy_at_the_reference(genrec_config)
     assert held_records[-1]["kl"] < 1e-3
 
 
+def test_an_entropy_bonus_holds_the_policys_entropy_against_a_reward_that_collapses_it(genrec_config):
+    settings = {**genrec_config, **RL, "rl_learning_rate": 0.01, "rl_kl_weight": 0.0}
+    _, plain = run_steps(settings, steps=8)  # the synthetic reward pays for code 0 everywhere
+    _, bonus = run_steps({**settings, "rl_entropy_weight": 1.0}, steps=8)
+    entropies = {"plain": [round(r["entropy"], 4) for r in plain], "bonus": [round(r["entropy"], 4) for r in bonus]}
+    assert plain[-1]["entropy"] < plain[0]["entropy"] - 0.01, entropies
+    assert bonus[-1]["entropy"] > plain[-1]["entropy"] + 0.01, entropies
+
+
 def test_the_reward_sees_only_training_targets(genrec_config, monkeypatch):
     config = {**genrec_config, "epochs": 1, "metrics": ["TargetSim"], "valid_metric": "TargetSim"}
     checkpoint = run_recbole_gen(model="GenRec", dataset="tiny", config_dict=config)["trainer"].saved_model_file
