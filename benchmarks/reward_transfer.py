@@ -52,12 +52,6 @@ def shown(model, data, seed):
     return torch.cat(images), torch.cat(targets)
 
 
-def target_sim(embeddings, targets, reward_model):
-    """Mean cosine of each image's embedding to its target's, over targets with content (as TargetSim)."""
-    keep = reward_model.has_content[targets]
-    return reward_model.target_sim(embeddings, targets)[keep].mean().item()
-
-
 def transfer_row(label, checkpoint, seeds, split, held_out):
     """A row: TargetSim (mean, sd over sampling ``seeds``) in the evaluation space, the run's rewarded fits and
     the ``held_out`` fits, for the GenRec ``checkpoint``."""
@@ -74,9 +68,8 @@ def transfer_row(label, checkpoint, seeds, split, held_out):
     sims = collections.defaultdict(list)
     for seed in seeds:
         images, targets = shown(model, data, split_seed(seed, split))
-        sims["evaluation"].append(target_sim(evaluation.embed(images), targets, evaluation))
-        for fit_seed, reward_model in fits.items():
-            sims[fit_seed].append(target_sim(reward_model.embed(images), targets, reward_model))
+        for name, reward_model in {"evaluation": evaluation, **fits}.items():
+            sims[name].append(reward_model.target_sim(reward_model.embed(images), targets).mean().item())
     return {"label": label, "checkpoint": checkpoint, "rewarded": rewarded, "evaluation": mean_sd(sims["evaluation"]),
             "rewarded_sims": mean_sd([sum(sims[s][i] for s in rewarded) / len(rewarded) for i in range(len(seeds))]),
             "held_out_sims": mean_sd([sum(sims[s][i] for s in held_out) / len(held_out) for i in range(len(seeds))]),

@@ -119,8 +119,11 @@ class RewardModel:
         return F.normalize(top_items_mean(scores, self.catalog, top_items), dim=-1)
 
     def target_sim(self, embeddings, targets):
-        """``(N,)`` cosine of each embedding to its target item's embedding."""
-        return (embeddings * self.catalog[targets.cpu()]).sum(dim=1)
+        """``(M,)`` cosine of each embedding to its target item's embedding, for the M of the ``(N,)`` ``targets``
+        that have content (as TargetSim, whose mean is over them)."""
+        targets = targets.cpu()
+        keep = self.has_content[targets]
+        return (embeddings[keep] * self.catalog[targets[keep]]).sum(dim=1)
 
     def target_means(self, targets):
         """``(B, d)``: the mean embedding of each row's targets ``(B, K)`` with content (0 = none)."""

@@ -269,8 +269,7 @@ class GenRecRLTrainer(GenRecTrainer):
         if self.phase == "valid" and not self._show_ceiling:
             reward_model = self._reward_model
             targets = interaction[self.model.ITEM_ID].cpu().repeat_interleave(samples)
-            sims = reward_model.target_sim(reward_model.embed(generation.images), targets)
-            self._valid_reward_sims.append(sims[reward_model.has_content[targets]])
+            self._valid_reward_sims.append(reward_model.target_sim(reward_model.embed(generation.images), targets))
         return generation, samples
 
     def _valid_epoch(self, valid_data, show_progress=False):
