@@ -62,6 +62,9 @@ LATER_PARTS = {
     "rl_expectation_top_items": lambda config: config.get("rl_expectation_top_items", 10) == 10,
     "rl_reference_refresh": lambda config: not config.get("rl_reference_refresh"),
     "rl_dpo_sft_weight": lambda config: not config.get("rl_dpo_sft_weight"),
+    # one reward fit, as before ensembles (the prefix covers the aggregate: one member's is its own reward)
+    "rl_reward_ensemble": lambda config: config.get("rl_reward_ensemble", 1) == 1,
+    "rl_entropy_weight": lambda config: not config.get("rl_entropy_weight"),
     "generator": lambda config: config.get("generator") == "autoregressive",
     "diffusion_": lambda config: config.get("generator") != "diffusion",
     "n_instruction_tokens": lambda config: not config.get("n_instruction_tokens"),

@@ -131,3 +131,17 @@ def test_rl_set_configures_the_rl_row_only(tiny_dataset, monkeypatch):
     assert run_benchmark.reusable(str(saved), plain, "GenRec+rl")[1] is False
     with pytest.raises(SystemExit, match="rl_algorithm: 'grpo' vs 'dpo'"):
         run_benchmark.reusable(str(saved), args, "GenRec+rl")
+
+    # an RL row saved before reward ensembles and the entropy bonus matches one reward fit and no bonus only
+    old = json.loads(saved.read_text())
+    for key in ("rl_reward_ensemble", "rl_reward_ensemble_aggregate", "rl_entropy_weight"):
+        old["config"].pop(key)
+    saved.write_text(json.dumps(old))
+    with pytest.raises(SystemExit, match="rl_reward_ensemble"):
+        run_benchmark.reusable(str(saved), plain, "GenRec+rl")  # the default now rewards by four fits
+    one_fit = run_benchmark.parse_args(["--dataset", "tiny", "--models", "GenRec", "GenRec+rl", "--content", "cards", "--set", "rl_epochs=2",
+                                        "--rl_set", "rl_reward_ensemble=1"])
+    one_fit.base_checkpoint = args.base_checkpoint
+    old["settings"] = run_benchmark.settings_of(one_fit, "GenRec+rl")
+    saved.write_text(json.dumps(old))
+    assert run_benchmark.reusable(str(saved), one_fit, "GenRec+rl")[1] is False

@@ -14,7 +14,9 @@ from recbole_gen.trainer.rl_trainer import FUTURE_FIELD, future_items
 
 from conftest import tiny_janus
 
-RL = {"rl_batch_size": 4, "rl_group_size": 4, "rl_reward_fit_epochs": 1, "gallery_users": 0}
+# One reward fit (the default is an ensemble of four) keeps these tests fast; ensembles have tests of their own,
+# and tests/benchmarks/test_run_benchmark.py runs the default RL stage end to end.
+RL = {"rl_batch_size": 4, "rl_group_size": 4, "rl_reward_fit_epochs": 1, "rl_reward_ensemble": 1, "gallery_users": 0}
 
 
 def build(config_dict):
