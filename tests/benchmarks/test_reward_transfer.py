@@ -18,7 +18,7 @@ def test_a_runs_rewarded_fits_are_its_ensembles_seeds():
 
 
 def test_the_evaluation_column_is_the_benchmarks_targetsim_and_each_fit_is_its_own_space(genrec_config):
-    config = {**genrec_config, "epochs": 1, "gallery_users": 0, "eval_samples": 1, "rl_reward_fit_epochs": 1}
+    config = {**genrec_config, "epochs": 1, "gallery_users": 0, "eval_samples": 1, "rl_reward_fit_epochs": 1, "rl_reward_ensemble": 1}
     checkpoint = run_recbole_gen(model="GenRec", dataset="tiny", config_dict=config)["trainer"].saved_model_file
     row = reward_transfer.transfer_row("GenRec", checkpoint, [3], "valid", held_out=[11, 12])
     _, _, trainer, valid_data, _ = load_genrec(checkpoint)
