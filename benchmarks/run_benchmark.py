@@ -65,6 +65,7 @@ LATER_PARTS = {
     # one reward fit, as before ensembles (the prefix covers the aggregate: one member's is its own reward)
     "rl_reward_ensemble": lambda config: config.get("rl_reward_ensemble", 1) == 1,
     "rl_entropy_weight": lambda config: not config.get("rl_entropy_weight"),
+    "rl_advantage_scale": lambda config: config.get("rl_advantage_scale", "group") == "group",
     "generator": lambda config: config.get("generator") == "autoregressive",
     "diffusion_": lambda config: config.get("generator") != "diffusion",
     "n_instruction_tokens": lambda config: not config.get("n_instruction_tokens"),

@@ -175,6 +175,7 @@ CONFIG_TYPES = {
     "rl_learning_rate": _NUMBER,
     "rl_clip_grad_norm": (int, float, type(None)),
     "rl_kl_weight": _NUMBER,
+    "rl_advantage_scale": str,
     "rl_dpo_beta": _NUMBER,
     "rl_temperature": _NUMBER,
     "rl_top_k": int,

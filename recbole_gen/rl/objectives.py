@@ -9,16 +9,26 @@ import torch
 import torch.nn.functional as F
 
 SPREAD_EPS = 1e-6
+ADVANTAGE_SCALES = ("group", "batch")
 
 
-def group_advantages(rewards):
+def group_advantages(rewards, scale="group"):
     """``(advantages, spread)`` for rewards ``(B, G)`` of B groups of G samples: each reward minus its group's
-    mean, over its group's standard deviation; ``spread`` ``(B,)`` is False for groups whose rewards are all
-    equal, whose advantages are 0 (they carry no preference and are left out of the loss)."""
-    mean = rewards.mean(dim=1, keepdim=True)
-    std = rewards.std(dim=1, unbiased=False, keepdim=True)
-    spread = std.squeeze(1) > SPREAD_EPS
-    return torch.where(spread.unsqueeze(1), (rewards - mean) / std.clamp(min=SPREAD_EPS), 0.0), spread
+    mean, over the standard deviation of its group (``scale="group"``, GRPO) or of the whole batch's centred
+    rewards (``"batch"``); ``spread`` ``(B,)`` is False for groups whose rewards are all equal, whose
+    advantages are 0 (they carry no preference and are left out of the loss).
+
+    Per-group scaling gives a group whose samples barely differ the same push as one whose samples differ
+    a lot, so a policy that has nearly settled on one sample per condition is pushed on to settle fully
+    (Liu et al. 2025, "Understanding R1-Zero-Like Training", on its bias); scaling by the batch keeps
+    each group's push proportional to how much its rewards differ (as REINFORCE++ does).
+    """
+    if scale not in ADVANTAGE_SCALES:
+        raise ValueError(f"config key 'rl_advantage_scale' = {scale!r}: expected one of {ADVANTAGE_SCALES}")
+    centred = rewards - rewards.mean(dim=1, keepdim=True)
+    spread = rewards.std(dim=1, unbiased=False) > SPREAD_EPS
+    std = rewards.std(dim=1, unbiased=False, keepdim=True) if scale == "group" else centred[spread].std(unbiased=False)
+    return torch.where(spread.unsqueeze(1), centred / std.clamp(min=SPREAD_EPS), 0.0), spread
 
 
 def code_log_probs(logits, codes):

@@ -9,8 +9,9 @@ next item, from the training split only) and:
 - ``rl_algorithm: grpo``: samples a group of ``rl_group_size`` images per row from the current policy
   (``rl_temperature``, ``rl_top_k``, ``rl_guidance_scale``; the default 1.0 samples the conditional
   policy itself, without classifier-free guidance, so the log-probabilities it trains are those it
-  sampled from), scores them with the reward (:mod:`recbole_gen.rl.reward`), normalises rewards within
-  each group, skips groups with no spread, and takes a policy-gradient step on the codes'
+  sampled from), scores them with the reward (:mod:`recbole_gen.rl.reward`), centres rewards within
+  each group and scales them by the group's or the batch's spread (``rl_advantage_scale``), skips groups
+  with no spread, and takes a policy-gradient step on the codes'
   log-probabilities with ``rl_kl_weight`` times the KL to the frozen supervised policy, minus
   ``rl_entropy_weight`` times the policy's entropy per code;
 - ``rl_algorithm: dpo``: samples ``rl_group_size`` images per row from the frozen supervised policy,
@@ -49,7 +50,7 @@ from transformers import GenerationConfig
 
 from recbole_gen.fitting import atomic_file
 from recbole_gen.model.sequential_recommender.genrec import Generation
-from recbole_gen.rl.objectives import code_entropy, code_kl, code_log_probs, dpo_loss, group_advantages, grpo_loss
+from recbole_gen.rl.objectives import ADVANTAGE_SCALES, code_entropy, code_kl, code_log_probs, dpo_loss, group_advantages, grpo_loss
 from recbole_gen.rl.reward import RewardEnsemble
 from recbole_gen.trainer.trainer import GenRecTrainer
 
@@ -73,8 +74,9 @@ def future_items(dataset, horizon):
 
 class GenRecRLTrainer(GenRecTrainer):
     def __init__(self, config, model):
-        if config["rl_algorithm"] not in ALGORITHMS:
-            raise ValueError(f"config key 'rl_algorithm' = {config['rl_algorithm']!r}: expected one of {ALGORITHMS}")
+        for key, allowed in (("rl_algorithm", ALGORITHMS), ("rl_advantage_scale", ADVANTAGE_SCALES)):
+            if config[key] not in allowed:
+                raise ValueError(f"config key {key!r} = {config[key]!r}: expected one of {allowed}")
         if model.is_diffusion:
             raise ValueError("the RL stage trains the autoregressive generator's code log-probabilities; "
                              "rl_init_checkpoint holds a 'diffusion' GenRec")
@@ -198,7 +200,7 @@ class GenRecRLTrainer(GenRecTrainer):
         generation, rewards, copied, seconds = self.rollout(self.model, rows, reward_model)
         codes = generation.codes
         rewarded = time.perf_counter()
-        advantages, spread = group_advantages(rewards.total.view(len(rows), self.group_size))
+        advantages, spread = group_advantages(rewards.total.view(len(rows), self.group_size), self.config["rl_advantage_scale"])
         logits = self.logits(self.model, rows, codes)
         with torch.no_grad():
             reference_logits = self.logits(self.reference, rows, codes)

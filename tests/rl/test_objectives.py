@@ -22,6 +22,24 @@ def test_advantages_are_normalised_within_each_group_and_flat_groups_are_skipped
     assert torch.equal(group_advantages(rewards[:1])[0], advantages[:1])
 
 
+def test_batch_scaled_advantages_keep_each_groups_spread_and_flat_groups_skipped():
+    rewards = torch.tensor([[1.0, 2.0, 3.0, 6.0], [5.0, 5.0, 5.0, 5.0], [0.0, 0.0, 0.0, 0.4]])
+    advantages, spread = group_advantages(rewards, scale="batch")
+    assert spread.tolist() == [True, False, True]
+    assert advantages[1].tolist() == [0, 0, 0, 0]
+    centred = rewards - rewards.mean(dim=1, keepdim=True)
+    scale = centred[[0, 2]].std(unbiased=False)
+    assert advantages.flatten().tolist() == pytest.approx((centred / scale).flatten().tolist(), abs=1e-6)
+    # per group the nearly flat group 2 would be pushed as hard as group 0; scaled by the batch, 10x less
+    assert group_advantages(rewards)[0][2].abs().max() > group_advantages(rewards)[0][0].abs().max()
+    assert advantages[2].abs().max().item() == pytest.approx(advantages[0].abs().max().item() / 10, rel=1e-5)
+
+
+def test_an_unknown_advantage_scale_names_the_key():
+    with pytest.raises(ValueError, match="rl_advantage_scale.*'group', 'batch'"):
+        group_advantages(torch.ones(2, 3), scale="global")
+
+
 def test_dpo_loss_has_its_known_value():
     # policy margins: chosen -1 vs reference -2 (+1), rejected -3 vs reference -2 (-1): beta * 2 = 1
     loss = dpo_loss(torch.tensor([-1.0]), torch.tensor([-3.0]), torch.tensor([-2.0]), torch.tensor([-2.0]), beta=0.5)

@@ -49,8 +49,9 @@ def run_steps(config_dict, steps, reward=code_zero_share):
     return trainer, records
 
 
-def test_grpo_raises_a_synthetic_reward_within_a_few_steps(genrec_config):
-    _, records = run_steps({**genrec_config, **RL, "rl_learning_rate": 0.01, "rl_kl_weight": 0.0}, steps=12)
+@pytest.mark.parametrize("scale", ["group", "batch"])
+def test_grpo_raises_a_synthetic_reward_within_a_few_steps(genrec_config, scale):
+    _, records = run_steps({**genrec_config, **RL, "rl_learning_rate": 0.01, "rl_kl_weight": 0.0, "rl_advantage_scale": scale}, steps=12)
     rewards = [r["reward_mean"] for r in records]
     assert sum(rewards[-3:]) / 3 > sum(rewards[:3]) / 3 + 0.02
     assert records[-1]["kl"] > 0
@@ -62,6 +63,13 @@ def test_grpo_trains_the_janus_generator(genrec_config, tiny_dataset):
                                   "rl_kl_weight": 0.0}, steps=3)
     assert type(trainer.model.generator).__name__ == "JanusGenerator"
     assert records[-1]["kl"] > 0 and all(r["reward_mean"] == r["reward_mean"] for r in records)
+
+
+@pytest.mark.parametrize("key, value", [("rl_algorithm", "ppo"), ("rl_advantage_scale", "global")])
+def test_unknown_rl_choices_are_refused_naming_the_key(genrec_config, key, value):
+    config, model, _ = build({**genrec_config, **RL, key: value})
+    with pytest.raises(ValueError, match=f"config key '{key}' = '{value}': expected one of"):
+        GenRecRLTrainer(config, model)
 
 
 def test_a_very_large_kl_weight_keeps_the_policy_at_the_reference(genrec_config):
