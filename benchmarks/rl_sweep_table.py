@@ -7,7 +7,9 @@ For each run: the settings it changed from GenRec.yaml's RL defaults, the superv
 PersonalLift, FD, copy share) and the reward space, the last steps' KL and copy share, and the seconds
 per step. ``--plot``: each run's last validation TargetSim against its copy share, labelled by its copy
 penalty (and "+exp" where the expectation term was on); ``--plot_fd``: against FD to the next items,
-labelled by the KL weight (GRPO) or by ``dpo_label`` (DPO: its beta, candidates and steps). One sampling
+labelled by the KL weight (GRPO) or by ``dpo_label`` (DPO: its beta, candidates and steps); ``--plot_paths``:
+each run's validations in step order, TargetSim against FD, one line per run (where a run goes, not only
+where it ends). One sampling
 seed per validation: differences below the seed spread (TargetSim sd about 0.004 at 8 images per user,
 docs/genrec.md) are noise.
 """
@@ -23,7 +25,8 @@ from recbole_gen.compat import load_checkpoint
 from recbole_gen.config import PROPERTIES_DIR
 
 
-SAME_BEFORE = {"rl_expectation_top_items"}  # added with its default = the behaviour before it (the top 10)
+# added with its default = the behaviour before it (the top 10; advantages scaled by each group's spread)
+SAME_BEFORE = {"rl_expectation_top_items", "rl_advantage_scale"}
 
 
 def rl_defaults():
@@ -38,6 +41,18 @@ def changed_settings(log_file, defaults):
     # off; a key whose default is what runs did before it existed (SAME_BEFORE) is unchanged.
     values = {key: final.get(key, defaults[key] if key in SAME_BEFORE else "off") for key in defaults if key != "rl_init_checkpoint"}
     return {key: value for key, value in values.items() if value != defaults[key] and not (value == "off" and not defaults[key])}
+
+
+def run_label(log_file, defaults):
+    """The settings a run changed from the defaults, as ``key=value, ...`` without the ``rl_`` prefix."""
+    return ", ".join(f"{k.removeprefix('rl_')}={v}" for k, v in changed_settings(log_file, defaults).items()) or "defaults"
+
+
+def validation_path(log_file):
+    """``(FDs, TargetSims)`` of a run's validations in step order (step 0: the supervised policy)."""
+    with open(log_file) as f:
+        validations = json.load(f)["validations"]
+    return [v["fd"] for v in validations], [v["targetsim"] for v in validations]
 
 
 def dpo_label(setting, defaults, steps):
@@ -58,7 +73,7 @@ def row(log_file, defaults):
     first, last = log["validations"][0], log["validations"][-1]
     tail = log["steps"][-20:]
     seconds = statistics.mean(s["seconds_sampling"] + s["seconds_reward"] + s["seconds_update"] for s in log["steps"])
-    settings = ", ".join(f"{k.removeprefix('rl_')}={v}" for k, v in changed_settings(log_file, defaults).items()) or "defaults"
+    settings = run_label(log_file, defaults)
     cell = lambda key: f"{first.get(key, float('nan')):.4f} → {last.get(key, float('nan')):.4f}"
     changed = changed_settings(log_file, defaults)
     expectation = changed.get("rl_expectation_weight", defaults["rl_expectation_weight"]) not in (0, 0.0, "off")
@@ -80,6 +95,7 @@ def main():
     parser.add_argument("--out", default=None)
     parser.add_argument("--plot", default=None, help="PNG of TargetSim against copy share")
     parser.add_argument("--plot_fd", default=None, help="PNG of TargetSim against FD to the next items, labelled by KL weight")
+    parser.add_argument("--plot_paths", default=None, help="PNG of each run's validations, TargetSim against FD, in step order")
     args = parser.parse_args()
     defaults = rl_defaults()
     lines = ["| run (changed from the defaults) | steps | TargetSim | TargetSim, reward space | PersonalLift | FD | copy share | KL (last 20 steps) | s/step |",
@@ -96,6 +112,12 @@ def main():
 
             points = [points[kind][0] for _, points in rows] + [rows[0][1][kind][1]]  # each run's last validation; the supervised policy once
             scatter_panel(points, title, x_label).save(path)
+    if args.plot_paths:
+        from plots import line_panel
+
+        series = {run_label(log, defaults): validation_path(log) for log in args.logs}
+        line_panel(series, "validation TargetSim (up) against FD (right), over the RL steps", "FD to the next items",
+                   size=(640, 400)).save(args.plot_paths)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text + "\n")
