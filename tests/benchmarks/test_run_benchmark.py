@@ -132,7 +132,8 @@ def test_rl_set_configures_the_rl_row_only(tiny_dataset, monkeypatch):
     with pytest.raises(SystemExit, match="rl_algorithm: 'grpo' vs 'dpo'"):
         run_benchmark.reusable(str(saved), args, "GenRec+rl")
 
-    # an RL row saved before reward ensembles, the entropy bonus and batch-scaled advantages matches one reward fit, no bonus and group-scaled advantages only
+    # an RL row saved before reward ensembles, the entropy bonus and batch-scaled advantages matches only
+    # one reward fit, no bonus and group-scaled advantages
     old = json.loads(saved.read_text())
     for key in ("rl_reward_ensemble", "rl_reward_ensemble_aggregate", "rl_entropy_weight", "rl_advantage_scale"):
         old["config"].pop(key)
