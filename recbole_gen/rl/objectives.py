@@ -27,7 +27,10 @@ def group_advantages(rewards, scale="group"):
         raise ValueError(f"config key 'rl_advantage_scale' = {scale!r}: expected one of {ADVANTAGE_SCALES}")
     centred = rewards - rewards.mean(dim=1, keepdim=True)
     spread = rewards.std(dim=1, unbiased=False) > SPREAD_EPS
-    std = rewards.std(dim=1, unbiased=False, keepdim=True) if scale == "group" else centred[spread].std(unbiased=False)
+    if scale == "group":
+        std = rewards.std(dim=1, unbiased=False, keepdim=True)
+    else:  # no group with spread: every advantage is 0 whatever the scale
+        std = centred[spread].std(unbiased=False) if spread.any() else torch.tensor(1.0)
     return torch.where(spread.unsqueeze(1), centred / std.clamp(min=SPREAD_EPS), 0.0), spread
 
 

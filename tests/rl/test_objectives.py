@@ -35,6 +35,12 @@ def test_batch_scaled_advantages_keep_each_groups_spread_and_flat_groups_skipped
     assert advantages[2].abs().max().item() == pytest.approx(advantages[0].abs().max().item() / 10, rel=1e-5)
 
 
+def test_a_batch_without_spread_has_zero_advantages_and_no_warning(recwarn):
+    advantages, spread = group_advantages(torch.ones(2, 3), scale="batch")
+    assert not spread.any() and advantages.tolist() == [[0.0] * 3] * 2
+    assert not recwarn.list
+
+
 def test_an_unknown_advantage_scale_names_the_key():
     with pytest.raises(ValueError, match="rl_advantage_scale.*'group', 'batch'"):
         group_advantages(torch.ones(2, 3), scale="global")
