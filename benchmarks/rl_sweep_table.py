@@ -15,6 +15,7 @@ docs/genrec.md) are noise.
 """
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -34,18 +35,23 @@ def rl_defaults():
         return {key: value for key, value in yaml.safe_load(f).items() if key.startswith("rl_")}
 
 
+@functools.lru_cache(maxsize=None)
+def final_config(checkpoint_file):
+    """A checkpoint's final config, read once per file however many tables and plots ask (read-only)."""
+    return load_checkpoint(checkpoint_file)["config"]["final"]
+
+
 def changed_settings(log_file, defaults):
-    checkpoint = load_checkpoint(log_file[: -len("-rl.json")] + ".pth")
-    final = checkpoint["config"]["final"]
+    final = final_config(log_file[: -len("-rl.json")] + ".pth")
     # A key the run's code did not have yet was off (its term or feature did not exist): unchanged where the default is
     # off; a key whose default is what runs did before it existed (SAME_BEFORE) is unchanged.
     values = {key: final.get(key, defaults[key] if key in SAME_BEFORE else "off") for key in defaults if key != "rl_init_checkpoint"}
     return {key: value for key, value in values.items() if value != defaults[key] and not (value == "off" and not defaults[key])}
 
 
-def run_label(log_file, defaults):
-    """The settings a run changed from the defaults, as ``key=value, ...`` without the ``rl_`` prefix."""
-    return ", ".join(f"{k.removeprefix('rl_')}={v}" for k, v in changed_settings(log_file, defaults).items()) or "defaults"
+def run_label(changed):
+    """The settings a run changed from the defaults (``changed_settings``), as ``key=value, ...`` without the ``rl_`` prefix."""
+    return ", ".join(f"{k.removeprefix('rl_')}={v}" for k, v in changed.items()) or "defaults"
 
 
 def validation_path(log_file):
@@ -73,9 +79,9 @@ def row(log_file, defaults):
     first, last = log["validations"][0], log["validations"][-1]
     tail = log["steps"][-20:]
     seconds = statistics.mean(s["seconds_sampling"] + s["seconds_reward"] + s["seconds_update"] for s in log["steps"])
-    settings = run_label(log_file, defaults)
-    cell = lambda key: f"{first.get(key, float('nan')):.4f} → {last.get(key, float('nan')):.4f}"
     changed = changed_settings(log_file, defaults)
+    settings = run_label(changed)
+    cell = lambda key: f"{first.get(key, float('nan')):.4f} → {last.get(key, float('nan')):.4f}"
     expectation = changed.get("rl_expectation_weight", defaults["rl_expectation_weight"]) not in (0, 0.0, "off")
     setting = lambda key: changed.get(key, defaults[key])
     suffix = "+exp" if expectation else ""
@@ -115,7 +121,7 @@ def main():
     if args.plot_paths:
         from plots import line_panel
 
-        series = {run_label(log, defaults): validation_path(log) for log in args.logs}
+        series = {run_label(changed_settings(log, defaults)): validation_path(log) for log in args.logs}
         line_panel(series, "validation TargetSim (up) against FD (right), over the RL steps", "FD to the next items",
                    size=(640, 400)).save(args.plot_paths)
     if args.out:

@@ -26,10 +26,9 @@ def group_advantages(rewards, scale="group"):
     if scale not in ADVANTAGE_SCALES:
         raise ValueError(f"config key 'rl_advantage_scale' = {scale!r}: expected one of {ADVANTAGE_SCALES}")
     centred = rewards - rewards.mean(dim=1, keepdim=True)
-    spread = rewards.std(dim=1, unbiased=False) > SPREAD_EPS
-    if scale == "group":
-        std = rewards.std(dim=1, unbiased=False, keepdim=True)
-    else:  # no group with spread: every advantage is 0 whatever the scale
+    std = rewards.std(dim=1, unbiased=False, keepdim=True)
+    spread = std.squeeze(1) > SPREAD_EPS
+    if scale == "batch":  # no group with spread: every advantage is 0 whatever the scale
         std = centred[spread].std(unbiased=False) if spread.any() else torch.tensor(1.0)
     return torch.where(spread.unsqueeze(1), centred / std.clamp(min=SPREAD_EPS), 0.0), spread
 

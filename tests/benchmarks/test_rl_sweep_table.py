@@ -30,8 +30,8 @@ def test_runs_are_labelled_by_what_they_changed_and_plotted_along_their_validati
     # an old run: no rl_advantage_scale (it scaled by groups, the default) and no ensemble (one fit, now not the default)
     old = write_run(tmp_path, "old", {k: v for k, v in defaults.items() if k not in ("rl_advantage_scale", "rl_reward_ensemble")}, [0.03, 0.1])
     batch = write_run(tmp_path, "batch", {**defaults, "rl_advantage_scale": "batch"}, [0.03, 0.2, 0.5])
-    assert rl_sweep_table.run_label(old, defaults) == "reward_ensemble=off"
-    assert rl_sweep_table.run_label(batch, defaults) == "advantage_scale=batch"
+    assert rl_sweep_table.run_label(rl_sweep_table.changed_settings(old, defaults)) == "reward_ensemble=off"
+    assert rl_sweep_table.run_label(rl_sweep_table.changed_settings(batch, defaults)) == "advantage_scale=batch"
     assert rl_sweep_table.validation_path(batch) == ([0.03, 0.2, 0.5], [0.0, 0.01, 0.02])
 
     plot = tmp_path / "paths.png"
