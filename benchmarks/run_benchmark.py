@@ -59,6 +59,7 @@ EVALUATION_KEYS = {"metrics", "near_copy_threshold", "eval_best_of"}
 LATER_PARTS = {
     "rl_": lambda config: not config.get("rl_init_checkpoint"),
     "rl_expectation_contrast": lambda config: not config.get("rl_expectation_contrast"),
+    "rl_expectation_nearest_item": lambda config: not config.get("rl_expectation_nearest_item"),
     "rl_expectation_top_items": lambda config: config.get("rl_expectation_top_items", 10) == 10,
     "rl_reference_refresh": lambda config: not config.get("rl_reference_refresh"),
     "rl_dpo_sft_weight": lambda config: not config.get("rl_dpo_sft_weight"),

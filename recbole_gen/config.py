@@ -191,6 +191,7 @@ CONFIG_TYPES = {
     "rl_expectation_weight": _NUMBER,
     "rl_expectation_contrast": bool,
     "rl_expectation_top_items": int,
+    "rl_expectation_nearest_item": bool,
     "rl_reference_refresh": bool,
     "rl_dpo_sft_weight": _NUMBER,
     "gallery_samples": int,

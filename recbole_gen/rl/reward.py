@@ -21,7 +21,10 @@ Terms, each per generated sample, weighted by config and summed:
   items of the contrastive term are not; with ``rl_expectation_contrast``, minus the mean cosine to the
   batch's other rows' expected embeddings, so a central image shown to everyone earns nothing here either;
   ``rl_expectation_top_items`` sets how many top items the expectation averages: fewer put it nearer the
-  top item (1: the top item's embedding, SASRec's corner of the frontier), more nearer the user's centre.
+  top item (1: the top item's embedding, SASRec's corner of the frontier), more nearer the user's centre;
+  with ``rl_expectation_nearest_item``, the expected embedding is replaced by the catalog item with content
+  nearest it: one real image per user to aim at, not a blend that a single off-catalog image near every
+  user's blend can satisfy.
 
 Only the targets a caller passes enter the reward: the RL trainer passes each training row's next item and
 the user's following training items.
@@ -69,7 +72,8 @@ class Rewards:
 class RewardModel:
     """Scores generated images against their rows' targets in the reward encoder's space."""
 
-    def __init__(self, encoder, catalog, has_content, weights, expectation_contrast=False, expectation_top_items=RERANK_TOP_ITEMS):
+    def __init__(self, encoder, catalog, has_content, weights, expectation_contrast=False, expectation_top_items=RERANK_TOP_ITEMS,
+                 expectation_nearest_item=False):
         self.encoder = encoder
         self.catalog = catalog  # (n_items, d) unit embeddings, row = internal item id
         self.candidates = catalog[has_content]
@@ -77,6 +81,7 @@ class RewardModel:
         self.weights = {term: weights.get(term, 0.0) for term in TERMS}  # terms with weight 0 are not computed
         self.expectation_contrast = expectation_contrast
         self.expectation_top_items = expectation_top_items
+        self.expectation_nearest_item = expectation_nearest_item
 
     @property
     def needs_expectation(self):
@@ -106,7 +111,8 @@ class RewardModel:
         if not 1 <= top_items <= int(has_content.sum()):  # an int: Config checks the key's type
             raise ValueError(f"config key 'rl_expectation_top_items' = {top_items!r}: expected an integer from 1 to the "
                              f"{int(has_content.sum())} catalog items with content")
-        return cls(encoder, embeddings, has_content, weights, config["rl_expectation_contrast"], top_items)
+        return cls(encoder, embeddings, has_content, weights, config["rl_expectation_contrast"], top_items,
+                   config["rl_expectation_nearest_item"])
 
     def embed(self, images):
         return self.encoder.encode_images(images)
@@ -117,6 +123,11 @@ class RewardModel:
         ``(B, n_items)`` (:func:`recbole_gen.rl.reranker.top_items_mean`; 1: the top item's embedding)."""
         scores = scores.float().masked_fill(~self.has_content.to(scores.device), -torch.inf)
         return F.normalize(top_items_mean(scores, self.catalog, top_items), dim=-1)
+
+    def nearest_item(self, embeddings):
+        """``(B, d)``: the embedding of the catalog item with content nearest (by cosine) each of the unit
+        ``embeddings`` ``(B, d)``."""
+        return self.candidates[(embeddings @ self.candidates.T).argmax(dim=1)]
 
     def target_sim(self, embeddings, targets):
         """``(M,)`` cosine of each embedding to its target item's embedding, for the M of the ``(N,)`` ``targets``
@@ -149,7 +160,10 @@ class RewardModel:
         if self.weights["copy"]:
             terms["copy"] = -copied.float().cpu()
         if self.weights["expectation"]:
-            sims = embeddings @ self.expected(scores, self.expectation_top_items).T  # (B * G, B)
+            expected = self.expected(scores, self.expectation_top_items)
+            if self.expectation_nearest_item:
+                expected = self.nearest_item(expected)
+            sims = embeddings @ expected.T  # (B * G, B)
             terms["expectation"] = _own_minus_others(sims, group_size) if self.expectation_contrast else _own(sims, group_size)
         total = sum(self.weights[name] * value for name, value in terms.items())
         if not terms:

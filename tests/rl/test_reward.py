@@ -91,6 +91,18 @@ def test_contrasted_expectation_pays_nothing_for_one_image_for_everyone():
     assert personal.total.tolist() == pytest.approx([1.0, 1.0]) and central.total.tolist() == pytest.approx([0.0, 0.0])
 
 
+def test_expectation_aimed_at_the_nearest_catalog_item_pays_the_item_not_the_blend():
+    scores = torch.tensor([[0.0, 2.0, 1.0, -1.0]])  # one row; its top 2 items: e0 ahead of e1
+    blend = F.normalize(torch.tensor([2.0, 1.0, 0.0]).softmax(dim=0) * torch.tensor([1.0, 1.0, 0.0]), dim=0)
+    samples, copied, targets = generation(blend, E[0]), torch.zeros(2, dtype=torch.bool), torch.tensor([[1]])
+    to_blend = reward_model(expectation=1.0)
+    to_blend.expectation_top_items = 2
+    assert to_blend(samples, copied, targets, 2, scores=scores).total.tolist() == pytest.approx([1.0, blend[0].item()])
+    to_item = reward_model(expectation=1.0)
+    to_item.expectation_top_items, to_item.expectation_nearest_item = 2, True
+    assert to_item(samples, copied, targets, 2, scores=scores).total.tolist() == pytest.approx([blend[0].item(), 1.0])
+
+
 def test_best_of_n_keeps_the_sample_closest_to_the_expected_embedding():
     model = reward_model()
     # two users, one shown image each, best of 3: user 0 expects e1, user 1 expects e2
