@@ -10,16 +10,20 @@ mix is scored like the RL checkpoint (its config: sampling, evaluation encoder, 
 ``--split`` with ``--seeds`` sampling seeds (``--best_of`` N: each shown image the best of N samples, as
 GenRec's best-of-N row). The validation split is the default: choose the weight there, and score the
 chosen mix on the test split once. ``--plot`` draws the mixes' TargetSim against FD, with the validation
-paths of the RL runs whose logs ``--compare`` names (``rl_sweep_table.py --plot_paths``).
+paths of the RL runs whose logs ``--compare`` names (``rl_sweep_table.py --plot_paths``). ``--save``
+writes the mix of the one weight given as a GenRec checkpoint, which loads, evaluates and generates like
+any (for the benchmark's paired comparisons, ``sampling_frontier.py --genrec``).
 """
 
 import argparse
+import json
 import sys
 
 import torch
 
 from eval_seeds import load_genrec, mean_sd, score_seeds, write_report
-from recbole_gen.compat import load_checkpoint
+from recbole_gen.compat import CONFIG_KEY, load_checkpoint
+from recbole_gen.fitting import atomic_file
 
 SHOWN = ["targetsim", "personallift", "fd", "copyshare", "nearcopyshare"]
 
@@ -37,6 +41,15 @@ def interpolate(supervised, tuned, weight):
                              f"in --supervised and {tuple(value.shape)} in --rl")
         mixed[key] = torch.lerp(supervised[key].to(value), value, weight) if value.is_floating_point() else value
     return mixed
+
+
+def save_mix(supervised_file, rl_file, weight, path):
+    """Write the mix at ``weight`` to ``path`` (atomically): the RL checkpoint with the mixed weights."""
+    checkpoint = load_checkpoint(rl_file)
+    checkpoint["state_dict"] = interpolate(load_checkpoint(supervised_file)["state_dict"], checkpoint["state_dict"], weight)
+    checkpoint[CONFIG_KEY] = json.dumps(checkpoint[CONFIG_KEY], sort_keys=True)  # as written by compat.save_checkpoint
+    with atomic_file(path) as staging:
+        torch.save(checkpoint, staging)
 
 
 def interpolation_rows(supervised_file, rl_file, weights, split, seeds, overrides=None):
@@ -81,11 +94,16 @@ def main():
     parser.add_argument("--best_of", type=int, default=1, help="samples per shown image, the one nearest the user's expectation kept")
     parser.add_argument("--near_copy_threshold", type=float, default=None,
                         help="count near copies at this similarity (chosen on validation; default: the checkpoint's)")
+    parser.add_argument("--save", default=None, help="write the mix of the one --weights value as a GenRec checkpoint here")
     parser.add_argument("--out", default=None, help="markdown file for the table")
     parser.add_argument("--plot", default=None, help="PNG of each mix's TargetSim against its FD")
     parser.add_argument("--compare", nargs="*", default=[], help="RL runs' -rl.json logs whose validation paths --plot also draws")
     args = parser.parse_args()
 
+    if args.save:
+        if len(args.weights) != 1:
+            raise SystemExit(f"--save writes one mix: give one --weights value, not {len(args.weights)}")
+        save_mix(args.supervised, args.rl, args.weights[0], args.save)
     if args.best_of < 1:
         raise SystemExit(f"--best_of {args.best_of}: expected a positive number of samples per shown image")
     overrides = {"eval_best_of": args.best_of}

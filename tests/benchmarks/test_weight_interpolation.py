@@ -28,7 +28,7 @@ def test_checkpoints_of_different_models_are_refused_by_name():
         weight_interpolation.interpolate({"w": torch.zeros(2)}, {"w": torch.zeros(3)}, 0.5)
 
 
-def test_the_ends_of_the_path_score_as_the_two_checkpoints(genrec_config):
+def test_the_ends_of_the_path_score_as_the_two_checkpoints_and_a_saved_mix_loads_as_a_genrec(genrec_config, tmp_path):
     config = {**genrec_config, "epochs": 1, "gallery_users": 0, "eval_samples": 1}
     first = run_recbole_gen(model="GenRec", dataset="tiny", config_dict={**config, "seed": 1})["trainer"].saved_model_file
     second = run_recbole_gen(model="GenRec", dataset="tiny", config_dict={**config, "seed": 2})["trainer"].saved_model_file
@@ -40,3 +40,6 @@ def test_the_ends_of_the_path_score_as_the_two_checkpoints(genrec_config):
     assert [values["targetsim"][0] for _, values in rows] == pytest.approx(ends, abs=1e-5)
     assert ends[0] != pytest.approx(ends[1], abs=1e-5)  # two models, so the check above tells them apart
     assert {"targetsim", "fd", "copyshare", "nearcopyshare"} <= set(rows[0][1])  # the override reached the evaluation
+    weight_interpolation.save_mix(first, second, 0.0, tmp_path / "mix.pth")  # the first's weights, the second's config
+    _, _, trainer, valid_data, _ = load_genrec(str(tmp_path / "mix.pth"))
+    assert float(score_seeds(trainer, valid_data, "valid", [2])[0]["targetsim"]) == pytest.approx(ends[0], abs=1e-5)
