@@ -180,10 +180,13 @@ def genrec_points(checkpoint, settings, seeds, split, label="GenRec", ceiling=Tr
 
 def labelled(checkpoints):
     """``[(label, path)]`` of ``LABEL=PATH`` or ``PATH`` arguments (a plain path's label: GenRec, then GenRec 2, ...;
-    an argument that names an existing file is a path, whatever it holds)."""
+    an argument that names an existing file is a path, whatever it holds; a label may hold ``=`` where the rest
+    names an existing file, else the first ``=`` ends the label)."""
     pairs = []
     for number, argument in enumerate(checkpoints, start=1):
-        label, _, path = ("", "", argument) if os.path.exists(argument) or "=" not in argument else argument.partition("=")
+        splits = [(argument[:at], argument[at + 1:]) for at, char in enumerate(argument) if char == "="]
+        label, path = ("", argument) if os.path.exists(argument) or not splits else next(
+            (split for split in splits if os.path.exists(split[1])), splits[0])
         pairs.append((label or ("GenRec" if number == 1 else f"GenRec {number}"), path))
     return pairs
 

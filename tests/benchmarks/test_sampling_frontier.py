@@ -36,6 +36,7 @@ def test_genrec_checkpoints_are_labelled_by_their_argument_or_by_number(tmp_path
     odd.write_bytes(b"")
     assert sampling_frontier.labelled(["saved/a.pth", "rl=saved/b=c.pth", "saved/d.pth", str(odd)]) == [
         ("GenRec", "saved/a.pth"), ("rl", "saved/b=c.pth"), ("GenRec 3", "saved/d.pth"), ("GenRec 4", str(odd))]
+    assert sampling_frontier.labelled([f"mix w=0.35={odd}"]) == [("mix w=0.35", str(odd))]  # the rest names a file
 
 
 def test_checkpoints_scored_in_different_spaces_are_told_apart_by_their_content_and_encoder_settings():
