@@ -16,14 +16,12 @@ any (for the benchmark's paired comparisons, ``sampling_frontier.py --genrec``).
 """
 
 import argparse
-import json
 import sys
 
 import torch
 
 from eval_seeds import load_genrec, mean_sd, score_seeds, write_report
-from recbole_gen.compat import CONFIG_KEY, load_checkpoint
-from recbole_gen.fitting import atomic_file
+from recbole_gen.compat import load_checkpoint, save_checkpoint
 
 SHOWN = ["targetsim", "personallift", "fd", "copyshare", "nearcopyshare"]
 
@@ -47,9 +45,7 @@ def save_mix(supervised_file, rl_file, weight, path):
     """Write the mix at ``weight`` to ``path`` (atomically): the RL checkpoint with the mixed weights."""
     checkpoint = load_checkpoint(rl_file)
     checkpoint["state_dict"] = interpolate(load_checkpoint(supervised_file)["state_dict"], checkpoint["state_dict"], weight)
-    checkpoint[CONFIG_KEY] = json.dumps(checkpoint[CONFIG_KEY], sort_keys=True)  # as written by compat.save_checkpoint
-    with atomic_file(path) as staging:
-        torch.save(checkpoint, staging)
+    save_checkpoint(path, checkpoint)
 
 
 def interpolation_rows(supervised_file, rl_file, weights, split, seeds, overrides=None):
@@ -117,7 +113,8 @@ def main():
 
         mixes = f"weights {args.weights[0]:g} to {args.weights[-1]:g}" + (f", best of {args.best_of}" if args.best_of > 1 else "")
         series = {mixes: ([mean_sd(values["fd"])[0] for _, values in rows], [mean_sd(values["targetsim"])[0] for _, values in rows])}
-        series.update({"RL, " + run_label(changed_settings(log, rl_defaults())): validation_path(log) for log in args.compare})
+        defaults = rl_defaults()
+        series.update({"RL, " + run_label(changed_settings(log, defaults)): validation_path(log) for log in args.compare})
         line_panel(series, f"{args.split} TargetSim (up) against FD (right): weight mixes and RL runs' validations",
                    "FD to the next items", size=(640, 400)).save(args.plot)
 

@@ -102,10 +102,12 @@ def _plain(value):
 
 
 def save_checkpoint(path, state):
-    """``torch.save`` a RecBole trainer state whose ``config`` is a ``Config`` object, safely loadable,
+    """``torch.save`` a RecBole trainer state whose ``config`` is a ``Config`` object (or a checkpoint config
+    as :func:`load_checkpoint` returns it, for a checkpoint read, changed and written back), safely loadable,
     through a temporary file renamed into place (an interrupted save leaves the old file intact)."""
     state = _plain(dict(state))
-    state[CONFIG_KEY] = checkpoint_config(state[CONFIG_KEY])
+    config = state[CONFIG_KEY]
+    state[CONFIG_KEY] = json.dumps(config, sort_keys=True) if isinstance(config, dict) else checkpoint_config(config)
     with atomic_file(path) as staging:
         torch.save(state, staging)
 

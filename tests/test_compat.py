@@ -38,6 +38,8 @@ def test_checkpoint_round_trip_rebuilds_config(fast_config, tmp_path):
     assert checkpoint["best_valid_score"] == 0.5
     rebuilt = Config.from_checkpoint(checkpoint["config"])
     assert {key: rebuilt[key] for key in final if key not in MACHINE_KEYS} == {key: value for key, value in final.items() if key not in MACHINE_KEYS}
+    save_checkpoint(tmp_path / "again.pth", checkpoint)  # read, written back: its config as load_checkpoint gave it
+    assert load_checkpoint(tmp_path / "again.pth")["config"] == checkpoint["config"]
 
 
 def test_an_interrupted_save_leaves_the_old_checkpoint(fast_config, tmp_path, monkeypatch):
