@@ -67,7 +67,7 @@ def test_gathered_users_are_the_users_of_one_process():
     user once, in order, their pairs re-indexed."""
     n_users, k, d = 5, 2, 3
     shown = torch.arange(n_users * k * d, dtype=torch.float).view(n_users, k, d)
-    copied = torch.rand(n_users, k) > 0.5
+    code_share = torch.rand(n_users, k)
     target = torch.tensor([[0, 7], [1, 8], [2, 9], [2, 10], [3, 11], [4, 12]])
     history = torch.tensor([[0, 1], [0, 2], [3, 3], [4, 4], [4, 5]])
 
@@ -78,12 +78,12 @@ def test_gathered_users_are_the_users_of_one_process():
     parts = []
     for rank in range(2):
         rows = torch.tensor(list(DistributedSampler(range(n_users), num_replicas=2, rank=rank, shuffle=False)))
-        parts.append({"rows": rows, "gen.shown": shown[rows], "gen.copied": copied[rows],
+        parts.append({"rows": rows, "gen.shown": shown[rows], "gen.code_share": code_share[rows],
                       "gen.target": local_pairs(target, rows), "gen.history": local_pairs(history, rows)})
     assert parts[1]["rows"].tolist() == [1, 3, 0]  # the padding repeats user 0
 
     merged = merge_users(parts)
-    assert torch.equal(merged["gen.shown"], shown) and torch.equal(merged["gen.copied"], copied)
+    assert torch.equal(merged["gen.shown"], shown) and torch.equal(merged["gen.code_share"], code_share)
     assert torch.equal(merged["gen.target"], target) and torch.equal(merged["gen.history"], history)
 
     with pytest.raises(ValueError, match="not every row"):

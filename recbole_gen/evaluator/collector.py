@@ -6,8 +6,9 @@ For every evaluated user (one row of the evaluation batch) it records:
   trainer that shows something else than the top-1 catalog item (GenRec's generated images, k samples
   each) passes their embeddings on the batch's interaction, in the field :data:`SHOWN_FIELD`;
   otherwise the shown item is the top-1 ranked catalog item (k = 1).
-- ``gen.copied`` ``(U, k)`` bool: whether each shown item is an exact copy of a catalog item (a trainer
-  that generates passes it in :data:`COPIED_FIELD`; a catalog item shown by a ranking model is one).
+- ``gen.code_share`` ``(U, k)`` float: the largest share of each shown item's image codes that equal, position
+  by position, one catalog item's (a trainer that generates passes it in :data:`CODE_SHARE_FIELD`; 1 is an
+  exact copy, and a catalog item shown by a ranking model is one).
 - ``gen.target`` ``(M, 2)``: (user row, item) pairs of the ground-truth items: the next item for
   sequential models, every held-out item of the user for general models.
 - ``gen.history`` ``(H, 2)``: (user row, item) pairs of the user's history (the item sequence of a
@@ -27,9 +28,9 @@ from recbole.evaluator import Collector
 
 from recbole_gen.compat import data_struct_to_cpu
 
-SHOWN_FIELD, COPIED_FIELD = "gen_shown", "gen_copied"
+SHOWN_FIELD, CODE_SHARE_FIELD = "gen_shown", "gen_code_share"
 CATALOG_KEY, HAS_CONTENT_KEY = "gen.catalog", "gen.has_content"
-PER_BATCH_KEYS = ("gen.shown", "gen.copied", "gen.target", "gen.history")
+PER_BATCH_KEYS = ("gen.shown", "gen.code_share", "gen.target", "gen.history")
 GENERATIVE_KEYS = (CATALOG_KEY, HAS_CONTENT_KEY) + PER_BATCH_KEYS
 _RECBOLE_BATCH_KEYS = ("rec.topk", "rec.meanrank", "rec.score", "rec.items", "data.label")
 
@@ -93,7 +94,7 @@ def merge_users(parts):
     if not torch.equal(rows.sort().values, torch.arange(len(rows))):
         raise ValueError(f"the processes evaluated rows {sorted(set(rows.tolist()))}, not every row 0..{len(rows) - 1} once")
     order = torch.argsort(rows)
-    merged = {key: torch.cat([part[key][users] for part, users in zip(parts, keep)])[order] for key in ("gen.shown", "gen.copied")}
+    merged = {key: torch.cat([part[key][users] for part, users in zip(parts, keep)])[order] for key in ("gen.shown", "gen.code_share")}
     for key in ("gen.target", "gen.history"):
         pairs = torch.cat([_global_pairs(part[key], part["rows"], users) for part, users in zip(parts, keep)])
         merged[key] = pairs[torch.argsort(pairs[:, 0], stable=True)]  # by user, each user's pairs in their order
@@ -131,15 +132,15 @@ class GenerativeCollector(Collector):
         n_users = len(scores_tensor)
         if SHOWN_FIELD in interaction:
             shown = interaction[SHOWN_FIELD]
-            copied = interaction[COPIED_FIELD] if COPIED_FIELD in interaction else torch.zeros(shown.shape[:2], dtype=torch.bool)
+            code_share = interaction[CODE_SHARE_FIELD] if CODE_SHARE_FIELD in interaction else torch.zeros(shown.shape[:2])
         else:
             shown = catalog[scores_tensor.argmax(dim=-1).to(catalog.device)].unsqueeze(1)
-            copied = torch.ones(n_users, 1, dtype=torch.bool)
+            code_share = torch.ones(n_users, 1)
         # positive_u / positive_i come from the dataloader on the CPU; scores may be on the GPU.
         targets = torch.stack([positive_u.cpu() + self._n_users, positive_i.cpu()], dim=1)
         history = interaction[self.history_field].cpu() if self.history_field in interaction else torch.zeros(n_users, 0, dtype=torch.long)
         self.data_struct.update_tensor("gen.shown", shown.to(catalog.device))
-        self.data_struct.update_tensor("gen.copied", copied.to(catalog.device))
+        self.data_struct.update_tensor("gen.code_share", code_share.to(catalog.device))
         self.data_struct.update_tensor("gen.target", targets.to(self.device))
         self.data_struct.update_tensor("gen.history", _pairs(history, self._n_users).to(self.device))
         self._n_users += n_users

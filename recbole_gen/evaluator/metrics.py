@@ -62,24 +62,29 @@ class ContentInputs:
     has_content: torch.Tensor  # (N,) bool
     target: torch.Tensor  # (M, 2) (user row, item) pairs, items with content only
     history: torch.Tensor  # (H, 2)
-    copied: torch.Tensor = None  # (U, k) bool: shown item j of user u is an exact copy of a catalog item
+    code_share: torch.Tensor = None  # (U, k): the largest share of shown item j's codes equal to one catalog item's
 
     @classmethod
-    def build(cls, shown, catalog, has_content, target, history=None, copied=None):
+    def build(cls, shown, catalog, has_content, target, history=None, code_share=None):
         has_content = has_content.bool().clone()
         has_content[0] = False  # RecBole's padding item
         history = torch.zeros(0, 2, dtype=torch.long) if history is None else history
         keep = lambda pairs: pairs[has_content[pairs[:, 1]]]
         shown = shown if shown.dim() == 3 else shown.unsqueeze(1)
-        copied = torch.zeros(shown.shape[:2], dtype=torch.bool) if copied is None else copied.bool().view(shown.shape[:2])
-        return cls(_unit(shown), _unit(catalog), has_content, keep(target.long()), keep(history.long()), copied)
+        code_share = torch.zeros(shown.shape[:2]) if code_share is None else code_share.float().view(shown.shape[:2])
+        return cls(_unit(shown), _unit(catalog), has_content, keep(target.long()), keep(history.long()), code_share)
 
     @classmethod
     def from_struct(cls, dataobject):
         """The inputs held by a collector's ``DataStruct`` (``gen.*`` keys, see ``GenerativeCollector``)."""
         optional = lambda key: dataobject.get(key) if key in dataobject else None
         return cls.build(dataobject.get("gen.shown"), dataobject.get("gen.catalog"), dataobject.get("gen.has_content"),
-                         dataobject.get("gen.target"), optional("gen.history"), optional("gen.copied"))
+                         dataobject.get("gen.target"), optional("gen.history"), optional("gen.code_share"))
+
+    @property
+    def copied(self):
+        """``(U, k)`` bool: the shown items that are exact copies of a catalog item (every code equal)."""
+        return self.code_share >= 1
 
     @property
     def n_users(self):
@@ -195,10 +200,13 @@ def nearest_catalog_sim(inputs, block_size=DEFAULT_BLOCK_SIZE):
     return nearest.view(inputs.shown.shape[:2])
 
 
-def novel_mask(inputs, threshold=None, block_size=DEFAULT_BLOCK_SIZE):
-    """``(U, k)`` bool: shown items that are neither an exact copy nor, with a ``threshold``, a near copy
-    (cosine to the closest catalog item at least ``threshold``)."""
+def novel_mask(inputs, threshold=None, code_share=None, block_size=DEFAULT_BLOCK_SIZE):
+    """``(U, k)`` bool: shown items that are neither an exact copy nor a near copy: with a ``threshold``, by
+    cosine to the closest catalog item (at least ``threshold``), with a ``code_share``, by image codes (at
+    least that share of them equal to one catalog item's)."""
     novel = ~inputs.copied
+    if code_share is not None:
+        novel &= inputs.code_share < code_share
     if threshold is not None:
         novel &= nearest_catalog_sim(inputs, block_size) < threshold
     return novel
@@ -218,7 +226,7 @@ def novel_inputs(inputs, novel):
         return torch.stack([row[pairs[:, 0]], pairs[:, 1]], dim=1)
 
     return ContentInputs(shown.unsqueeze(1), inputs.catalog, inputs.has_content, renumber(inputs.target),
-                         renumber(inputs.history), torch.zeros(len(users), 1, dtype=torch.bool))
+                         renumber(inputs.history), torch.zeros(len(users), 1))
 
 
 def per_user_mean(values, users, n_users):
@@ -339,36 +347,50 @@ class PersonalLift(_GenerativeMetric):
 
 
 class _CopyMetric(_GenerativeMetric):
-    """A metric that tells copies of catalog items apart: exact (``gen.copied``) and near (``near_copy_threshold``)."""
+    """A metric that tells copies of catalog items apart (``gen.code_share``): exact, near by image codes
+    (``near_copy_code_share``) and near by cosine (``near_copy_threshold``)."""
 
-    metric_need = _GenerativeMetric.metric_need + ["gen.copied"]
+    metric_need = _GenerativeMetric.metric_need + ["gen.code_share"]
 
     def __init__(self, config):
         super().__init__(config)
         self.threshold = config["near_copy_threshold"]
+        self.code_share = config["near_copy_code_share"]
+        if self.code_share is not None and not 0 < self.code_share <= 1:
+            raise ValueError(f"config key 'near_copy_code_share' = {self.code_share!r}: expected a share of image codes "
+                             "in (0, 1], or ~ to count near copies by cosine only")
+
+    def novel(self, inputs):
+        """``(U, k)`` bool: the shown items that are no copy of any kind (:func:`novel_mask`)."""
+        return novel_mask(inputs, self.threshold, self.code_share, self.block_size)
 
 
 class CopyShare(_CopyMetric):
-    """Share of the shown items that copy a catalog item: exactly (all image codes equal; every catalog item
-    a ranking model shows) and nearly (cosine to the closest catalog item at least ``near_copy_threshold``,
-    chosen on validation per evaluation space, exact copies included)."""
+    """Share of the shown items that copy a catalog item: exactly (``copyshare``: all image codes equal; every
+    catalog item a ranking model shows), by codes (``codecopyshare``: at least ``near_copy_code_share`` of them
+    equal to one item's, which new catalog items almost never are) and by cosine (``nearcopyshare``: to the
+    closest catalog item at least ``near_copy_threshold``, chosen on validation per evaluation space); each
+    share counts the exact copies too."""
 
     def calculate_metric(self, dataobject):
         inputs = self.inputs(dataobject)
-        result = {"copyshare": round(inputs.copied.double().mean().item(), self.decimal_place)}
+        share = lambda copies: round(copies.double().mean().item(), self.decimal_place)
+        result = {"copyshare": share(inputs.copied)}
+        if self.code_share is not None:
+            result["codecopyshare"] = share(~novel_mask(inputs, code_share=self.code_share))
         if self.threshold is not None:
-            near = 1 - novel_mask(inputs, self.threshold, self.block_size).double().mean().item()
-            result["nearcopyshare"] = round(near, self.decimal_place)
+            result["nearcopyshare"] = share(~novel_mask(inputs, self.threshold, block_size=self.block_size))
         return result
 
 
 class NovelTargetSim(_CopyMetric, PersonalLift):
-    """TargetSim and PersonalLift over the novel shown items alone (neither exact nor near copies), each user
-    through the mean of their novel items; ``novelusers`` is the share of users with at least one."""
+    """TargetSim and PersonalLift over the novel shown items alone (no copy of any kind that
+    :class:`CopyShare` counts), each user through the mean of their novel items; ``novelusers`` is the share
+    of users with at least one."""
 
     def calculate_metric(self, dataobject):
         inputs = self.inputs(dataobject)
-        novel = novel_mask(inputs, self.threshold, self.block_size)
+        novel = self.novel(inputs)
         result = {"novelusers": round(novel.any(dim=1).double().mean().item(), self.decimal_place)}
         if not novel.any():
             return result  # nothing novel to score (every item a ranking model shows is a catalog item)

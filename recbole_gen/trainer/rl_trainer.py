@@ -77,6 +77,9 @@ class GenRecRLTrainer(GenRecTrainer):
         for key, allowed in (("rl_algorithm", ALGORITHMS), ("rl_advantage_scale", ADVANTAGE_SCALES)):
             if config[key] not in allowed:
                 raise ValueError(f"config key {key!r} = {config[key]!r}: expected one of {allowed}")
+        if not 0 < config["rl_copy_code_share"] <= 1:
+            raise ValueError(f"config key 'rl_copy_code_share' = {config['rl_copy_code_share']!r}: expected a share of "
+                             "image codes in (0, 1] (1 = exact copies only)")
         if model.is_diffusion:
             raise ValueError("the RL stage trains the autoregressive generator's code log-probabilities; "
                              "rl_init_checkpoint holds a 'diffusion' GenRec")
@@ -180,15 +183,16 @@ class GenRecRLTrainer(GenRecTrainer):
 
     def rewards(self, reward_model, rows, generation):
         """``(Rewards, copied)`` of a generation for ``rows``: the reward sees the rows' own training targets only
-        (their next items and the users' following training items, ``FUTURE_FIELD``)."""
-        copied = self.model.copied_items(generation.codes) > 0
+        (their next items and the users' following training items, ``FUTURE_FIELD``); ``copied`` marks the samples
+        that share at least ``rl_copy_code_share`` of their codes with one catalog item."""
+        copied = self.model.closest_codes(generation.codes)[1] >= self.config["rl_copy_code_share"]
         with torch.no_grad():  # the user encoder is frozen: the reference's and the policy's score alike
             scores = self.reference.user_encoder.full_sort_predict(rows) if reward_model.needs_expectation else None
         return reward_model(generation, copied, rows[FUTURE_FIELD], self.group_size, scores), copied
 
     def rollout(self, policy, rows, reward_model):
         """``(generation, rewards, copied, seconds)``: ``policy``'s samples for ``rows``, their rewards, which are
-        exact copies, and the seconds spent sampling and rewarding."""
+        copies, and the seconds spent sampling and rewarding."""
         start = time.perf_counter()
         with torch.no_grad():
             generation = self.sample(policy, rows)

@@ -29,7 +29,7 @@ from recbole.utils import EvaluatorType, set_color
 
 from recbole_gen.compat import distributed_trainer, load_checkpoint, save_checkpoint
 from recbole_gen.data.item_content import item_content
-from recbole_gen.evaluator.collector import COPIED_FIELD, SHOWN_FIELD, GenerativeCollector, gather_per_user, pad_pairs
+from recbole_gen.evaluator.collector import CODE_SHARE_FIELD, SHOWN_FIELD, GenerativeCollector, gather_per_user, pad_pairs
 from recbole_gen.evaluator.encoder import catalog_encoder
 from recbole_gen.evaluator.gallery import gallery_image, select_rows
 from recbole_gen.evaluator.image_quality import pixel_fidelity, sharpness
@@ -333,9 +333,9 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
         self._sharpness.append(sharpness(generation.images.cpu()).view(len(interaction), samples).mean(dim=1))
         if self.eval_collector.needs_catalog:
             shown = self.catalog.encoder.encode_images(generation.images)
-            copied = self.model.copied_items(generation.codes) > 0
+            _, code_share = self.model.closest_codes(generation.codes)
             interaction.update(Interaction({SHOWN_FIELD: shown.view(len(interaction), samples, -1),
-                                            COPIED_FIELD: copied.view(len(interaction), samples).cpu()}))
+                                            CODE_SHARE_FIELD: code_share.view(len(interaction), samples).cpu()}))
         return interaction, scores, positive_u, positive_i
 
     @torch.no_grad()

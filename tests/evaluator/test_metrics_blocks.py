@@ -101,7 +101,7 @@ def test_nearest_catalog_sim_and_novelty_equal_the_unblocked_ones(k, block_size)
     assert torch.allclose(metrics.nearest_catalog_sim(inputs, block_size), nearest, rtol=0, atol=1e-13)
     assert metrics.novelty(inputs, block_size) == pytest.approx((1 - nearest).clamp(min=0).mean().item(), abs=1e-13)
     threshold = nearest.median().item() + 1e-6  # away from every value: a rounding difference cannot flip it
-    assert torch.equal(metrics.novel_mask(inputs, threshold, block_size), ~inputs.copied & (nearest < threshold))
+    assert torch.equal(metrics.novel_mask(inputs, threshold, block_size=block_size), ~inputs.copied & (nearest < threshold))
 
 
 @pytest.mark.parametrize("n_samples", [4, 50])  # a sample of the others; all of them (23 users)
@@ -196,14 +196,15 @@ def test_a_block_of_one_computes_one_similarity_at_a_time(matmul_sizes):
 def _struct(inputs):
     data = DataStruct()
     for key, value in {"gen.shown": inputs.shown, "gen.catalog": inputs.catalog, "gen.has_content": inputs.has_content,
-                       "gen.target": inputs.target, "gen.copied": inputs.copied}.items():
+                       "gen.target": inputs.target, "gen.code_share": inputs.code_share}.items():
         data.set(key, value)
     return data
 
 
 def test_metric_classes_compute_in_the_configured_blocks(matmul_sizes):
     inputs = random_inputs(seed=70)
-    config = {"seed": 0, "metric_decimal_place": 12, "topk": [5], "personal_lift_samples": 4, "near_copy_threshold": 0.5}
+    config = {"seed": 0, "metric_decimal_place": 12, "topk": [5], "personal_lift_samples": 4, "near_copy_threshold": 0.5,
+              "near_copy_code_share": 0.5}
     results = {}
     for block_size in (5, 10**9):
         matmul_sizes.clear()

@@ -6,7 +6,7 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 
 from recbole_gen.config import Config
-from recbole_gen.model.sequential_recommender.genrec import GenRec
+from recbole_gen.model.sequential_recommender.genrec import GenRec, Generation
 from recbole_gen.quick_start import load_data_and_model, run_recbole_gen
 from recbole_gen.rl.reward import Rewards
 from recbole_gen.trainer import GenRecRLTrainer, get_trainer
@@ -69,6 +69,37 @@ def test_grpo_trains_the_janus_generator(genrec_config, tiny_dataset):
 def test_unknown_rl_choices_are_refused_naming_the_key(genrec_config, key, value):
     config, model, _ = build({**genrec_config, **RL, key: value})
     with pytest.raises(ValueError, match=f"config key '{key}' = '{value}': expected one of"):
+        GenRecRLTrainer(config, model)
+
+
+class CopiedSeen:
+    """A reward of 0 that records which samples the trainer marked as copies."""
+
+    needs_expectation = False
+
+    def __call__(self, generation, copied, targets, group_size, scores=None):
+        self.copied = copied
+        return Rewards(total=torch.zeros(len(copied)), terms={})
+
+
+@pytest.mark.parametrize("code_share", [1.0, 0.5])
+def test_copies_for_the_penalty_are_counted_at_the_configured_code_share(genrec_config, code_share):
+    config, model, train_data = build({**genrec_config, **RL, "rl_copy_code_share": code_share})
+    trainer = GenRecRLTrainer(config, model)
+    trainer.tensorboard.close()
+    rows = next(trainer.training_rows(train_data))[:2]
+    item = model.item_codes[int(torch.nonzero(model.has_image).flatten()[0])]
+    edited = item.clone()
+    edited[0] = (edited[0] + 1) % model.tokenizer.codebook_size  # all codes but one equal to the item's
+    codes = torch.stack([item, edited, item, edited])
+    reward = CopiedSeen()
+    trainer.rewards(reward, rows, Generation(codes=codes, images=model.tokenizer.decode(codes)))
+    assert reward.copied.tolist() == [True, code_share < 1] * 2
+
+
+def test_a_copy_code_share_outside_zero_to_one_is_refused(genrec_config):
+    config, model, _ = build({**genrec_config, **RL, "rl_copy_code_share": 0.0})
+    with pytest.raises(ValueError, match="config key 'rl_copy_code_share' = 0.0: expected a share"):
         GenRecRLTrainer(config, model)
 
 

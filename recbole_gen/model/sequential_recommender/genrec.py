@@ -292,19 +292,29 @@ class GenRec(SequentialRecommender):
         codes = self.sample(condition, self.uniforms(interaction, num_samples, seed), generation_config)
         return Generation(codes=codes, images=self.tokenizer.decode(codes))
 
-    def copied_items(self, codes, chunk=512):
-        """``(N,)`` the internal id of the catalog item (one with an image) whose codes ``codes`` ``(N, n_tokens)``
-        reproduce exactly, 0 where none does: a generation with all its codes equal to an item's is a copy."""
+    def closest_codes(self, codes, chunk=512):
+        """``(items, shares)``, each ``(N,)``: for each of ``codes`` ``(N, n_tokens)``, the catalog item (one with an
+        image; 0 where the catalog has none) whose codes agree with it at the most positions, and the share of
+        positions they agree at. A share of 1 is a copy; a new item shares few codes with any catalog item
+        (docs/genrec_rl.md, "Copies")."""
         catalog = self.item_codes[self.has_image]
         ids = torch.nonzero(self.has_image).flatten()
-        copied = torch.zeros(len(codes), dtype=torch.long, device=codes.device)
+        items = torch.zeros(len(codes), dtype=torch.long, device=codes.device)
+        shares = torch.zeros(len(codes), device=codes.device)
         if not len(ids):
-            return copied
+            return items, shares
         for start in range(0, len(codes), chunk):
-            equal = (codes[start : start + chunk, None, :] == catalog[None]).all(dim=-1)  # (n, n_catalog)
-            found, index = equal.max(dim=1)
-            copied[start : start + chunk] = torch.where(found, ids[index], 0)
-        return copied
+            agree = (codes[start : start + chunk, None, :] == catalog[None]).sum(dim=-1)  # (n, n_catalog)
+            most, index = agree.max(dim=1)
+            items[start : start + chunk] = ids[index]
+            shares[start : start + chunk] = most / codes.shape[1]
+        return items, shares
+
+    def copied_items(self, codes):
+        """``(N,)`` the internal id of the catalog item (one with an image) whose codes ``codes`` ``(N, n_tokens)``
+        reproduce exactly, 0 where none does: a generation with all its codes equal to an item's is a copy."""
+        items, shares = self.closest_codes(codes)
+        return torch.where(shares == 1, items, 0)
 
     # -- RecBole -----------------------------------------------------------------------------------
     def reconstruct_targets(self, interaction):
