@@ -19,7 +19,7 @@ from eval_seeds import load_genrec, mean_sd, write_report  # this folder's seed-
 from recbole_gen.evaluator.encoder import catalog_encoder
 from recbole_gen.model.sampling import split_seed
 from recbole_gen.quick_start import load_data_and_model
-from run_benchmark import parse_spaces
+from run_benchmark import SEMANTIC_FIELDS, parse_spaces
 
 
 def top1_sources(recommender, data, item_tokens):
@@ -62,7 +62,7 @@ def main():
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--split", choices=["valid", "test"], default="test")
     parser.add_argument("--spaces", nargs="+", default=["identity", "semantic"])
-    parser.add_argument("--semantic_fields", nargs="+", default=["class", "release_year"])
+    parser.add_argument("--semantic_fields", nargs="+", default=SEMANTIC_FIELDS)
     parser.add_argument("--out", default=None)
     parser.add_argument("--plot", default=None)
     args = parser.parse_args()

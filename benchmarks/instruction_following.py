@@ -22,7 +22,7 @@ from transformers import GenerationConfig
 from eval_seeds import load_genrec, mean_sd, write_report  # this folder's seed-spread script
 from recbole_gen.evaluator.encoder import catalog_encoder
 from recbole_gen.model.sampling import split_seed
-from run_benchmark import parse_spaces
+from run_benchmark import SEMANTIC_FIELDS, parse_spaces
 
 PERSONAL_LIFT_OTHERS = 100
 
@@ -80,7 +80,7 @@ def main():
     parser.add_argument("--genre_field", default="class")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--split", choices=["valid", "test"], default="test")
-    parser.add_argument("--semantic_fields", nargs="+", default=["class", "release_year"])
+    parser.add_argument("--semantic_fields", nargs="+", default=SEMANTIC_FIELDS)
     parser.add_argument("--guidance", type=float, default=1.0,
                         help="classifier-free guidance from the uninstructed request toward the instructed one (1 = none)")
     parser.add_argument("--out", default=None)

@@ -45,7 +45,7 @@ import torch
 REFERENCES = ["RandomItem", "PopItem", "LastItem", "TargetItem"]
 CHEATS = {"TargetItem"}
 COLUMNS = ["recall@10", "ndcg@10", "targetsim", "personallift", "historysim", "genrecall@10", "novelty", "diversity",
-           "fd", "catalogfd", "copyshare", "nearcopyshare", "noveltargetsim",
+           "fd", "catalogfd", "copyshare", "codecopyshare", "nearcopyshare", "noveltargetsim",
            # pixel fidelity at the tokenizer's size (recbole_gen.evaluator.image_quality): generators and the ceiling
            "blurratio", "tokenizer.psnr", "tokenizer.ssim", "tokenizer.ms_ssim"]
 # GenRec's variants (see the module docstring); those in BUILT_ON_GENREC start from the GenRec row's checkpoint.
@@ -83,6 +83,7 @@ LATER_PARTS = {
     "gen_": lambda config: config.get("model") != "GenRec",
 }
 SPACES = {"identity": {}, "semantic": None}  # semantic: {"encoder_fit_text_fields": --semantic_fields}
+SEMANTIC_FIELDS = ["class", "release_year"]  # ml-100k's genres and release years (decades)
 # Settings a reused result must share with the current command.
 SETTING_KEYS = ("dataset", "epochs", "seed", "content", "spaces", "semantic_fields", "sampling_seeds", "set", "rl_set",
                 "config_files", "near_copy_thresholds")
@@ -531,7 +532,7 @@ def parse_args(argv=None):
                         help="content settings: 'cards' (rendered) or NAME=IMAGE_DIR; models are trained once")
     parser.add_argument("--spaces", nargs="+", default=["identity", "semantic"],
                         help="evaluation spaces: 'identity', 'semantic' or NAME=JSON (item-encoder config overrides)")
-    parser.add_argument("--semantic_fields", nargs="+", default=["class", "release_year"],
+    parser.add_argument("--semantic_fields", nargs="+", default=SEMANTIC_FIELDS,
                         help="the .item fields the semantic space contrasts images with (years become decades)")
     parser.add_argument("--sampling_seeds", type=int, default=5, help="sampling seeds per generator test row (at least 5 for a row to publish)")
     parser.add_argument("--config_files", nargs="*", default=None)

@@ -23,7 +23,7 @@ from recbole_gen.data.item_content import item_texts
 from recbole_gen.evaluator.encoder import catalog_encoder
 from recbole_gen.pipeline import GenRecPipeline
 from recbole_gen.rl.reward import RewardModel
-from run_benchmark import parse_spaces
+from run_benchmark import SEMANTIC_FIELDS, parse_spaces
 
 ROWS = ["the item's own image", "its reconstruction (scale 1)", "centre crop", "a crop at random (mean over k)",
         "selected crop (closest to the user, reward space)", "crop closest to the target (cheats)",
@@ -62,7 +62,7 @@ def main():
     parser.add_argument("--k", type=int, default=9, help="crops per item (at most 9)")
     parser.add_argument("--split", choices=["valid", "test"], default="valid")
     parser.add_argument("--spaces", nargs="+", default=["identity", "semantic"])
-    parser.add_argument("--semantic_fields", nargs="+", default=["class", "release_year"])
+    parser.add_argument("--semantic_fields", nargs="+", default=SEMANTIC_FIELDS)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
 

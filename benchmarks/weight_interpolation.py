@@ -22,8 +22,9 @@ import torch
 
 from eval_seeds import load_genrec, mean_sd, score_seeds, write_report
 from recbole_gen.compat import load_checkpoint, save_checkpoint
+from run_benchmark import SEMANTIC_FIELDS, parse_spaces
 
-SHOWN = ["targetsim", "personallift", "fd", "copyshare", "nearcopyshare"]
+SHOWN = ["targetsim", "personallift", "fd", "copyshare", "codecopyshare", "nearcopyshare", "novelusers", "noveltargetsim"]
 
 
 def interpolate(supervised, tuned, weight):
@@ -71,7 +72,7 @@ def interpolation_rows(supervised_file, rl_file, weights, split, seeds, override
 def report(rows, args):
     """The markdown table of ``rows`` (``interpolation_rows``) and the command that made it."""
     shown = list(rows[0][1])
-    lines = [f"{args.split} split, {args.seeds} sampling seeds per mix, best of {args.best_of}; weight 0 = `{args.supervised}`, 1 = `{args.rl}`",
+    lines = [f"{args.split} split, {args.space} space, {args.seeds} sampling seeds per mix, best of {args.best_of}; weight 0 = `{args.supervised}`, 1 = `{args.rl}`",
              "", "```bash", "python " + " ".join(sys.argv), "```", "",
              "| weight of the RL fine-tune | " + " | ".join(f"{key} mean (sd)" for key in shown) + " |",
              "|---|" + "---|" * len(shown)]
@@ -90,6 +91,8 @@ def main():
     parser.add_argument("--best_of", type=int, default=1, help="samples per shown image, the one nearest the user's expectation kept")
     parser.add_argument("--near_copy_threshold", type=float, default=None,
                         help="count near copies at this similarity (chosen on validation; default: the checkpoint's)")
+    parser.add_argument("--space", default="identity",
+                        help="the evaluation space: 'identity', 'semantic' (genres and decades) or NAME=JSON, as run_benchmark.py's --spaces")
     parser.add_argument("--save", default=None, help="write the mix of the one --weights value as a GenRec checkpoint here")
     parser.add_argument("--out", default=None, help="markdown file for the table")
     parser.add_argument("--plot", default=None, help="PNG of each mix's TargetSim against its FD")
@@ -105,6 +108,7 @@ def main():
     overrides = {"eval_best_of": args.best_of}
     if args.near_copy_threshold is not None:
         overrides["near_copy_threshold"] = args.near_copy_threshold
+    overrides.update(next(iter(parse_spaces([args.space], SEMANTIC_FIELDS).values())))
     rows = interpolation_rows(args.supervised, args.rl, args.weights, args.split, args.seeds, overrides)
     write_report(report(rows, args), args.out)
     if args.plot:
