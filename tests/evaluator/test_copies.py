@@ -83,7 +83,7 @@ def test_a_ranking_model_shows_only_copies(fast_config):
     assert result["copyshare"] == 1.0 and result["novelusers"] == 0.0 and "noveltargetsim" not in result
 
 
-def test_a_planted_catalog_copy_counts_and_a_perturbed_one_does_not(genrec_config):
+def test_a_planted_catalog_copy_counts_as_exact_and_a_perturbed_one_only_by_codes(genrec_config):
     config_dict = {**genrec_config, "epochs": 1, "metrics": ["TargetSim", "CopyShare"], "valid_metric": "TargetSim",
                    "gallery_users": 0, "eval_samples": 2}
     checkpoint = run_recbole_gen(model="GenRec", dataset="tiny", config_dict=config_dict)["trainer"].saved_model_file
@@ -92,7 +92,6 @@ def test_a_planted_catalog_copy_counts_and_a_perturbed_one_does_not(genrec_confi
     planted = model.item_codes[item]
     perturbed = planted.clone()
     perturbed[0] = (perturbed[0] + 1) % model.tokenizer.codebook_size
-    assert model.copied_items(torch.stack([planted, perturbed])).tolist() == [item, 0]
     items, shares = model.closest_codes(torch.stack([planted, perturbed]))
     n_tokens = len(planted)
     assert items[0] == item and shares.tolist() == [1.0, (n_tokens - 1) / n_tokens]  # one code off: a copy by codes

@@ -310,12 +310,6 @@ class GenRec(SequentialRecommender):
             shares[start : start + chunk] = most / codes.shape[1]
         return items, shares
 
-    def copied_items(self, codes):
-        """``(N,)`` the internal id of the catalog item (one with an image) whose codes ``codes`` ``(N, n_tokens)``
-        reproduce exactly, 0 where none does: a generation with all its codes equal to an item's is a copy."""
-        items, shares = self.closest_codes(codes)
-        return torch.where(shares == 1, items, 0)
-
     # -- RecBole -----------------------------------------------------------------------------------
     def reconstruct_targets(self, interaction):
         """The next items' own codes and their decoded images: what a perfect generator would output
