@@ -268,6 +268,15 @@ def leads(row, rivals):
     return [None if row is rival else paired_difference(row["per_user"], rival["per_user"]) for rival in rivals]
 
 
+def compared_rows(rows, names):
+    """The rows named ``names`` (``--compare_with``), in that order; refuses a name no row has, listing the names."""
+    by_name = {row["name"]: row for row in rows}
+    missing = [name for name in names if name not in by_name]
+    if missing:
+        raise SystemExit(f"--compare_with {missing[0]!r}: no such point; the points are {sorted(by_name)}")
+    return [by_name[name] for name in names]
+
+
 def verdict(row, rivals, paired, fd_bar):
     """Whether ``row`` meets both targets: TargetSim above every one of ``rivals`` (the ranking rows) and FD at
     most ``fd_bar``; and whether its leads (``paired``, from :func:`leads`) are resolved, each interval above 0."""
@@ -278,7 +287,9 @@ def verdict(row, rivals, paired, fd_bar):
     return "yes" if all(low > 0 for _, low, _ in paired) else "by the mean only: a paired interval includes 0"
 
 
-def markdown(rows, rivals, fd_bar, fd_rule, command, split):
+def markdown(rows, rivals, fd_bar, fd_rule, command, split, compared=()):
+    """The table of ``rows``: each one's paired lead over the ``rivals`` (the ranking rows its verdict is about) and
+    over the ``compared`` rows (other points it is set against, e.g. best-of-N, outside the verdict)."""
     split_name = {"valid": "Validation", "test": "Test"}[split]
     bar = max(rivals, key=lambda rival: rival["targetsim"])
     lines = [f"Command: `{command}`", "", f"Date: {time.strftime('%Y-%m-%d')}. {split_name} split. FD is to the users' next items. Sampled rows are means over seeds (sd in brackets); their PersonalLift interval is the mean of each seed's 95% bootstrap bounds.", "",
@@ -287,12 +298,12 @@ def markdown(rows, rivals, fd_bar, fd_rule, command, split):
              "point's TargetSim minus X's, paired user by user (each user's seeds averaged first), with its 95% bootstrap "
              "interval over users; a lead is resolved when that interval lies above 0, and a point meets the TargetSim "
              "target when its leads over both are.", "",
-             "| shown item | seeds | TargetSim | " + " | ".join(f"minus {rival['label']} [95%]" for rival in rivals)
-             + " | PersonalLift [95% interval] | FD | both targets |", "|---" * (6 + len(rivals)) + "|"]
+             "| shown item | seeds | TargetSim | " + " | ".join(f"minus {other['label']} [95%]" for other in [*rivals, *compared])
+             + " | PersonalLift [95% interval] | FD | both targets |", "|---" * (6 + len(rivals) + len(compared)) + "|"]
     for row in rows:
         sd = lambda key: f" ({row[key + '_sd']:.4f})" if row["n"] > 1 else ""
         paired = leads(row, rivals)
-        versus = ["-" if lead is None else f"{lead[0]:+.4f} [{lead[1]:+.4f}, {lead[2]:+.4f}]" for lead in paired]
+        versus = ["-" if lead is None else f"{lead[0]:+.4f} [{lead[1]:+.4f}, {lead[2]:+.4f}]" for lead in paired + leads(row, compared)]
         lines.append(f"| {row['name']} | {row['n']} | {row['targetsim']:.4f}{sd('targetsim')} | {' | '.join(versus)} | "
                      f"{row['personallift']:.4f} [{row['personallift_ci95_low']:.4f}, {row['personallift_ci95_high']:.4f}] | "
                      f"{row['fd']:.4f}{sd('fd')} | {verdict(row, rivals, paired, fd_bar)} |")
@@ -314,6 +325,9 @@ def main():
     parser.add_argument("--best_of", type=int, nargs="*", default=[], metavar="N",
                         help="also the first --genrec checkpoint as the best of N samples by the benchmark's reranker "
                              "(GenRec+bestof), for each N, at the first --genrec_settings")
+    parser.add_argument("--compare_with", nargs="*", default=[], metavar="POINT",
+                        help="also pair every point with these points, by their name in the table (e.g. 'GenRec, best of 8, "
+                             "T=1, guidance 1'); they do not enter the verdict")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--split", choices=["valid", "test"], default="valid", help="test only for final figures")
     parser.add_argument("--out", default=None, help="markdown file to write (default: print)")
@@ -341,12 +355,13 @@ def main():
         if fd is not None:
             ceiling_fd = fd
     rivals = [row for row in rows if row["kind"] in ("reference", "recommender")]  # the rows to beat: PopItem, the top-1
+    compared = compared_rows(rows, args.compare_with)
     if args.fd_target == "ceiling":
         fd_bar, fd_rule = FD_TOLERANCE * ceiling_fd, f"1.5x the tokenizer ceiling's {ceiling_fd:.4f}"
     else:
         fd_bar = next(row["fd"] for row in rows if row["kind"] == "recommender")
         fd_rule = "the recommender top-1's"
-    text = markdown(rows, rivals, fd_bar, fd_rule, "python " + shlex.join(sys.argv), args.split)
+    text = markdown(rows, rivals, fd_bar, fd_rule, "python " + shlex.join(sys.argv), args.split, compared)
     if args.out:
         with open(args.out, "w") as file:
             file.write(text)

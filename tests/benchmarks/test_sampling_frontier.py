@@ -75,6 +75,24 @@ def test_a_point_meets_the_targets_when_its_paired_leads_over_every_ranking_row_
     assert "| point | 1 | 0.0700 | +0.0200 [+0.0" in table and table.rstrip().endswith("| yes |")
 
 
+def test_compared_points_get_a_paired_column_outside_the_verdict():
+    targets = torch.stack([torch.arange(40), torch.arange(40) % 7 + 1], dim=1)
+    base = torch.linspace(-0.2, 0.3, 40)
+    popular = point(base.tolist(), targets, fd=1.9, name="PopItem")
+    top1 = point((base - 0.01).tolist(), targets, fd=0.06, name="SASRec top-1")
+    best_of = point((base + 0.05).tolist(), targets, name="best of 8")
+    tuned = point((base + 0.02).tolist(), targets, name="tuned")
+    rows = [popular, top1, best_of, tuned]
+    compared = sampling_frontier.compared_rows(rows, ["best of 8"])
+    assert compared == [best_of]
+    table = sampling_frontier.markdown(rows, [popular, top1], 0.06, "the top-1's", "cmd", "valid", compared)
+    assert "| minus PopItem [95%] | minus SASRec top-1 [95%] | minus best of 8 [95%] | PersonalLift" in table
+    tuned_line = next(line for line in table.splitlines() if line.startswith("| tuned |"))
+    assert "| -0.0300 [-0.03" in tuned_line and tuned_line.endswith("| yes |")  # behind best-of-8, yet it beats the ranking rows
+    with pytest.raises(SystemExit, match="--compare_with 'best of 16': no such point; the points are"):
+        sampling_frontier.compared_rows(rows, ["best of 16"])
+
+
 def test_a_best_of_point_is_the_benchmarks_best_of_evaluation_and_plain_points_sample_once(genrec_config):
     config = {**genrec_config, "epochs": 1, "gallery_users": 0, "rl_reward_fit_epochs": 1, "eval_best_of": 2}
     checkpoint = run_recbole_gen(model="GenRec", dataset="tiny", config_dict=config)["trainer"].saved_model_file
