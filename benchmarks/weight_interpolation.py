@@ -63,7 +63,7 @@ def interpolation_rows(supervised_file, rl_file, weights, split, seeds, override
     for weight in weights:
         model.load_state_dict(interpolate(supervised["state_dict"], tuned, weight))
         results = score_seeds(trainer, data, split, range(config["seed"], config["seed"] + seeds))
-        rows.append((weight, {key: [float(result[key]) for result in results] for key in SHOWN if key in results[0]}))
+        rows.append((weight, {key: [float(result[key]) for result in results] for key in SHOWN if all(key in result for result in results)}))
         print(f"weight {weight:g} ({len(rows)} of {len(weights)}): TargetSim {mean_sd(rows[-1][1]['targetsim'])[0]:.4f}, "
               f"FD {mean_sd(rows[-1][1]['fd'])[0]:.4f}", file=sys.stderr, flush=True)
     return rows
