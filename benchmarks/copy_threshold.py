@@ -52,8 +52,8 @@ def held_out_sims(catalog, reconstructions):
     """``(posters, drawn)``: for each catalog item, held out of the catalog as a new item would be, the cosine of
     its own embedding (``catalog`` ``(n, d)``, unit rows) and of its reconstruction's (``reconstructions``, same
     rows) to the closest *other* catalog item."""
-    others = ~torch.eye(len(catalog), dtype=torch.bool)
-    nearest = lambda sims: sims.masked_fill(~others, -torch.inf).max(dim=1).values
+    itself = torch.eye(len(catalog), dtype=torch.bool)
+    nearest = lambda sims: sims.masked_fill(itself, -torch.inf).max(dim=1).values
     return nearest(catalog @ catalog.T), nearest(reconstructions @ catalog.T)
 
 
