@@ -5,8 +5,7 @@ diffusers UNet that denoises the image tokenizer's latents (``generator: diffusi
 Every autoregressive generator exposes the same four pieces, so GenRec trains and samples them all alike:
 
 - ``embed(codes)``: input embeddings of image codes, ``(..., hidden_size)``;
-- ``forward(inputs_embeds, past_key_values)``: the transformer, returning last hidden states and its
-  KV cache;
+- ``forward(inputs_embeds, cache)``: the transformer, returning last hidden states and its KV cache;
 - ``head(hidden)``: logits over the ``codebook_size`` image codes;
 - ``tokenizer``: the :class:`~recbole_gen.model.image_tokenizer.ImageTokenizer` whose codes it predicts.
 
@@ -24,13 +23,14 @@ new to it, stay trainable).
 loads without the tokenizer cache, the catalog images or the pretrained folder it was trained from.
 """
 
+import inspect
 import logging
 import os
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, LlamaModel
 
 from recbole_gen.model.condition import condition_length
 from recbole_gen.model.diffusion import DiffusionGenerator, load_unet, scheduler_config, small_unet
@@ -38,14 +38,18 @@ from recbole_gen.model.image_tokenizer import JanusImageTokenizer, load_vq_token
 
 logger = logging.getLogger(__name__)
 
+# Recent transformers releases (5.24 here) name every model's KV-cache argument and output field ``cache``; the
+# old ``past_key_values`` warns and goes in 5.40. Older releases know only ``past_key_values``.
+CACHE_ARGUMENT = "cache" if "cache" in inspect.signature(LlamaModel.forward).parameters else "past_key_values"
+
 
 class ImageGenerator(nn.Module):
     """A transformer over image codes; subclasses name its ``transformer``, ``embed`` and ``head``."""
 
-    def forward(self, inputs_embeds, past_key_values=None, use_cache=False):
+    def forward(self, inputs_embeds, cache=None, use_cache=False):
         """Last hidden states ``(B, L, hidden)`` and the KV cache (None unless ``use_cache``)."""
-        output = self.transformer(inputs_embeds=inputs_embeds, past_key_values=past_key_values, use_cache=use_cache)
-        return output.last_hidden_state, output.past_key_values
+        output = self.transformer(inputs_embeds=inputs_embeds, use_cache=use_cache, **{CACHE_ARGUMENT: cache})
+        return output.last_hidden_state, output.get(CACHE_ARGUMENT)
 
 
 class CausalLMGenerator(ImageGenerator):

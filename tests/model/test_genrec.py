@@ -85,6 +85,19 @@ def test_guidance_zero_is_unconditional_sampling(genrec_config):
     assert not torch.equal(sample(condition, 20.0), unconditional)
 
 
+def test_the_generators_kv_cache_carries_the_context(genrec_config):
+    """Sampling decodes one code at a time through the transformer's KV cache (its argument was renamed in
+    transformers 5): the last position's hidden state is the same with the cache as in one full pass."""
+    _, model, _, _ = build(genrec_config)
+    generator = model.generator.eval()
+    inputs = torch.randn(2, 6, generator.hidden_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        whole, _ = generator(inputs)
+        _, cache = generator(inputs[:, :-1], use_cache=True)
+        last, _ = generator(inputs[:, -1:], cache, use_cache=True)
+    assert torch.allclose(last[:, 0], whole[:, -1], atol=1e-5)
+
+
 def test_checkpoint_round_trip_gives_identical_samples(genrec_config):
     result = run_recbole_gen(model="GenRec", dataset="tiny", config_dict={**genrec_config, "epochs": 1})
     model = result["trainer"].model.eval()
