@@ -14,6 +14,10 @@ Terms, each per generated sample, weighted by config and summed:
 - ``realism`` (``rl_realism_weight``): mean cosine to the ``REALISM_NEIGHBOURS`` closest catalog items, high
   where the sample lies on the catalog's image distribution;
 - ``diversity`` (``rl_diversity_weight``): one minus the mean cosine to the other samples of its group;
+- ``spread`` (``rl_spread_weight``): one minus the mean cosine to the other rows' samples in the batch, so
+  images for different users that look alike earn less: ``diversity`` stops one user's images collapsing
+  to one, ``spread`` stops every user's collapsing to the same central image, which raises FD (the
+  distance of the shown images' distribution from the targets') while TargetSim rewards it;
 - ``copy`` (``rl_copy_penalty``): minus one for an exact copy of a catalog item's codes;
 - ``expectation`` (``rl_expectation_weight``): cosine to what the user encoder expects, the
   score-weighted mean embedding of the user's top catalog items (:mod:`recbole_gen.rl.reranker`, the
@@ -50,7 +54,7 @@ from recbole_gen.fidelity.checks import realism_scores
 from recbole_gen.rl.reranker import RERANK_TOP_ITEMS, top_items_mean
 
 REALISM_NEIGHBOURS = 10
-TERMS = ("contrastive", "realism", "diversity", "copy", "expectation")
+TERMS = ("contrastive", "realism", "diversity", "spread", "copy", "expectation")
 AGGREGATES = {"mean": lambda totals: totals.mean(dim=0), "min": lambda totals: totals.min(dim=0).values}
 
 
@@ -105,7 +109,7 @@ class RewardModel:
         has_content = content.has_image.clone()
         has_content[0] = False
         weights = {"contrastive": config["rl_contrastive_weight"], "realism": config["rl_realism_weight"],
-                   "diversity": config["rl_diversity_weight"], "copy": config["rl_copy_penalty"],
+                   "diversity": config["rl_diversity_weight"], "spread": config["rl_spread_weight"], "copy": config["rl_copy_penalty"],
                    "expectation": config["rl_expectation_weight"]}
         top_items = config["rl_expectation_top_items"]
         if not 1 <= top_items <= int(has_content.sum()):  # an int: Config checks the key's type
@@ -157,6 +161,11 @@ class RewardModel:
             grouped = embeddings.view(-1, group_size, embeddings.shape[1])
             pair_sims = grouped @ grouped.transpose(1, 2)
             terms["diversity"] = (1 - (pair_sims.sum(dim=2) - 1) / (group_size - 1)).flatten()
+        if self.weights["spread"] and len(embeddings) > group_size:
+            sims = embeddings @ embeddings.T
+            rows = torch.arange(len(embeddings)) // group_size
+            others = rows.unsqueeze(0) != rows.unsqueeze(1)
+            terms["spread"] = 1 - (sims * others).sum(dim=1) / others.sum(dim=1)
         if self.weights["copy"]:
             terms["copy"] = -copied.float().cpu()
         if self.weights["expectation"]:

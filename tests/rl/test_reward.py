@@ -34,7 +34,7 @@ class SwappedEncoder(PixelEncoder):
 def reward_model(encoder=None, **weights):
     encoder = encoder or PixelEncoder()
     catalog = encoder.encode_images(CATALOG.view(-1, 3, 1, 1)) * HAS_CONTENT.unsqueeze(1)
-    return RewardModel(encoder, catalog, HAS_CONTENT, {"contrastive": 0.0, "realism": 0.0, "diversity": 0.0, "copy": 0.0, **weights},
+    return RewardModel(encoder, catalog, HAS_CONTENT, {"contrastive": 0.0, "realism": 0.0, "diversity": 0.0, "spread": 0.0, "copy": 0.0, **weights},
                        expectation_top_items=1)
 
 
@@ -73,6 +73,15 @@ def test_copy_penalty_realism_and_diversity():
     assert diverse.total.tolist() == pytest.approx([1.0, 1.0, 0.0, 0.0])  # group 0 orthogonal, group 1 identical
     realism = reward_model(realism=1.0)(generation(E[0]), torch.zeros(1, dtype=torch.bool), torch.tensor([[1]]), 1)
     assert realism.total.item() == pytest.approx(1 / 3)  # mean over the 3 (< 10) catalog items of cos 1, 0, 0
+
+
+def test_spread_pays_an_image_unlike_the_other_users_images_and_ignores_its_own_group():
+    model = reward_model(spread=1.0)
+    # row 0 draws e0 twice, row 1 draws e0 and e1: row 1's e0 looks like all of row 0's images, its e1 like none
+    spread = model(generation(E[0], E[0], E[0], E[1]), torch.zeros(4, dtype=torch.bool), torch.tensor([[1], [2]]), 2)
+    assert spread.terms["spread"].tolist() == pytest.approx([0.5, 0.5, 0.0, 1.0])
+    one_row = model(generation(E[0], E[0]), torch.zeros(2, dtype=torch.bool), torch.tensor([[1]]), 2)
+    assert "spread" not in one_row.terms  # no other rows to compare with
 
 
 def test_expectation_term_is_the_cosine_to_each_rows_expected_embedding():
