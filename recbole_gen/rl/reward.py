@@ -15,10 +15,11 @@ Terms, each per generated sample, weighted by config and summed:
   where the sample lies on the catalog's image distribution;
 - ``diversity`` (``rl_diversity_weight``): one minus the mean cosine to the other samples of its group;
 - ``spread`` (``rl_spread_weight``): one minus the mean cosine to the other rows' samples in the batch, so
-  images for different users that look alike earn less: ``diversity`` stops one user's images collapsing
-  to one, ``spread`` stops every user's collapsing to the same central image, which raises FD (the
-  distance of the shown images' distribution from the targets') while TargetSim rewards it;
-- ``copy`` (``rl_copy_penalty``): minus one for an exact copy of a catalog item's codes;
+  images for different users that look alike earn less: ``diversity`` acts against one user's images
+  collapsing to one, ``spread`` against every user's collapsing to the same central image (which
+  TargetSim rewards and FD punishes);
+- ``copy`` (``rl_copy_penalty``): minus one for a copy of a catalog item's codes (``copied``: the RL trainer
+  marks samples that share at least ``rl_copy_code_share`` of their codes with one item);
 - ``expectation`` (``rl_expectation_weight``): cosine to what the user encoder expects, the
   score-weighted mean embedding of the user's top catalog items (:mod:`recbole_gen.rl.reranker`, the
   best-of-N baseline's criterion): a low-noise signal that needs no target, which the single future
@@ -148,9 +149,9 @@ class RewardModel:
 
     def __call__(self, generation, copied, targets, group_size, scores=None):
         """Rewards of the ``generation`` of B * G images, groups of ``group_size`` = G adjacent samples of the
-        rows whose targets are ``targets`` ``(B, K)`` (items, 0 = none); ``copied`` ``(B * G,)`` marks exact
-        catalog copies; ``scores`` ``(B, n_items)``, the user encoder's scores of the rows, when the
-        expectation term is on."""
+        rows whose targets are ``targets`` ``(B, K)`` (items, 0 = none); ``copied`` ``(B * G,)`` marks the
+        catalog copies (exact, or by a share of codes); ``scores`` ``(B, n_items)``, the user encoder's scores
+        of the rows, when the expectation term is on."""
         embeddings = self.embed(generation.images)
         terms = {}
         if self.weights["contrastive"]:
