@@ -14,7 +14,7 @@ import statistics
 from recbole_gen.quick_start import load_data_and_model
 from recbole_gen.trainer import get_trainer
 
-SHOWN = ["targetsim", "personallift", "fd", "ndcg@10"]
+SHOWN = ["targetsim", "personallift", "fd", "fd_mean", "ndcg@10"]
 
 
 def load_genrec(checkpoint, flag="--checkpoint", overrides=None):

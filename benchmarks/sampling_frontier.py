@@ -48,7 +48,7 @@ from recbole_gen.rl.reranker import top_items_mean
 from recbole_gen.trainer import get_trainer
 
 SPACE_PREFIXES = ("image_", "encoder_fit_", "eval_encoder")  # the settings that make the evaluation space
-SHOWN = ["targetsim", "personallift", "personallift_ci95_low", "personallift_ci95_high", "fd"]
+SHOWN = ["targetsim", "personallift", "personallift_ci95_low", "personallift_ci95_high", "fd", "fd_mean"]
 FD_TOLERANCE = 1.5  # the GenRec issue's target: FD within 1.5x the tokenizer ceiling's
 
 
@@ -292,21 +292,21 @@ def markdown(rows, rivals, fd_bar, fd_rule, command, split, compared=()):
     over the ``compared`` rows (other points it is set against, e.g. best-of-N, outside the verdict)."""
     split_name = {"valid": "Validation", "test": "Test"}[split]
     bar = max(rivals, key=lambda rival: rival["targetsim"])
-    lines = [f"Command: `{command}`", "", f"Date: {time.strftime('%Y-%m-%d')}. {split_name} split. FD is to the users' next items. Sampled rows are means over seeds (sd in brackets); their PersonalLift interval is the mean of each seed's 95% bootstrap bounds.", "",
+    lines = [f"Command: `{command}`", "", f"Date: {time.strftime('%Y-%m-%d')}. {split_name} split. FD is to the users' next items; its means part is the squared distance between the two sets' means, the rest comes from their spreads. Sampled rows are means over seeds (sd in brackets); their PersonalLift interval is the mean of each seed's 95% bootstrap bounds.", "",
              f"Targets: TargetSim above {bar['targetsim']:.4f} ({bar['name']}, the best of "
              f"{' and '.join(rival['label'] for rival in rivals)} here), FD at most {fd_bar:.4f} ({fd_rule}). \"minus X\" is a "
              "point's TargetSim minus X's, paired user by user (each user's seeds averaged first), with its 95% bootstrap "
              "interval over users; a lead is resolved when that interval lies above 0, and a point meets the TargetSim "
              "target when its leads over both are.", "",
              "| shown item | seeds | TargetSim | " + " | ".join(f"minus {other['label']} [95%]" for other in [*rivals, *compared])
-             + " | PersonalLift [95% interval] | FD | both targets |", "|---" * (6 + len(rivals) + len(compared)) + "|"]
+             + " | PersonalLift [95% interval] | FD | FD's means part | both targets |", "|---" * (7 + len(rivals) + len(compared)) + "|"]
     for row in rows:
         sd = lambda key: f" ({row[key + '_sd']:.4f})" if row["n"] > 1 else ""
         paired = leads(row, rivals)
         versus = ["-" if lead is None else f"{lead[0]:+.4f} [{lead[1]:+.4f}, {lead[2]:+.4f}]" for lead in paired + leads(row, compared)]
         lines.append(f"| {row['name']} | {row['n']} | {row['targetsim']:.4f}{sd('targetsim')} | {' | '.join(versus)} | "
                      f"{row['personallift']:.4f} [{row['personallift_ci95_low']:.4f}, {row['personallift_ci95_high']:.4f}] | "
-                     f"{row['fd']:.4f}{sd('fd')} | {verdict(row, rivals, paired, fd_bar)} |")
+                     f"{row['fd']:.4f}{sd('fd')} | {row['fd_mean']:.4f} | {verdict(row, rivals, paired, fd_bar)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -188,6 +188,7 @@ CONFIG_TYPES = {
     "rl_realism_weight": _NUMBER,
     "rl_diversity_weight": _NUMBER,
     "rl_spread_weight": _NUMBER,
+    "rl_fd_weight": _NUMBER,
     "rl_copy_penalty": _NUMBER,
     "rl_copy_code_share": _NUMBER,
     "rl_reward_horizon": int,

@@ -18,6 +18,12 @@ Terms, each per generated sample, weighted by config and summed:
   images for different users that look alike earn less: ``diversity`` acts against one user's images
   collapsing to one, ``spread`` against every user's collapsing to the same central image (which
   TargetSim rewards and FD punishes);
+- ``fd`` (``rl_fd_weight``): minus the sample's influence on the batch's Fréchet distance to the catalog
+  (its items with content, uniformly: no target enters it) in the reward space
+  (:func:`recbole_gen.evaluator.metrics.fd_influence`): a sample that fills a direction the catalog spreads
+  over and the batch lacks earns, one that pulls the batch's mean off the catalog's or piles onto a
+  direction the batch already over-covers loses. ``spread`` keeps images apart; this term asks them to be
+  apart the way catalog images are (FD, which the benchmark reports, counts the shape of the spread too);
 - ``copy`` (``rl_copy_penalty``): minus one for a copy of a catalog item's codes (``copied``: the RL trainer
   marks samples that share at least ``rl_copy_code_share`` of their codes with one item);
 - ``expectation`` (``rl_expectation_weight``): cosine to what the user encoder expects, the
@@ -51,11 +57,13 @@ import torch.nn.functional as F
 
 from recbole_gen.data.item_content import item_content
 from recbole_gen.evaluator.encoder import FIT, catalog_encoder, fitted_encoder_dir
+from recbole_gen.evaluator.metrics import fd_influence
 from recbole_gen.fidelity.checks import realism_scores
 from recbole_gen.rl.reranker import RERANK_TOP_ITEMS, top_items_mean
 
 REALISM_NEIGHBOURS = 10
-TERMS = ("contrastive", "realism", "diversity", "spread", "copy", "expectation")
+FD_RIDGE = 0.1  # the fd term's ridge (fd_influence): a tenth of the catalog's mean variance
+TERMS = ("contrastive", "realism", "diversity", "spread", "fd", "copy", "expectation")
 AGGREGATES = {"mean": lambda totals: totals.mean(dim=0), "min": lambda totals: totals.min(dim=0).values}
 
 
@@ -110,7 +118,8 @@ class RewardModel:
         has_content = content.has_image.clone()
         has_content[0] = False
         weights = {"contrastive": config["rl_contrastive_weight"], "realism": config["rl_realism_weight"],
-                   "diversity": config["rl_diversity_weight"], "spread": config["rl_spread_weight"], "copy": config["rl_copy_penalty"],
+                   "diversity": config["rl_diversity_weight"], "spread": config["rl_spread_weight"], "fd": config["rl_fd_weight"],
+                   "copy": config["rl_copy_penalty"],
                    "expectation": config["rl_expectation_weight"]}
         top_items = config["rl_expectation_top_items"]
         if not 1 <= top_items <= int(has_content.sum()):  # an int: Config checks the key's type
@@ -167,6 +176,8 @@ class RewardModel:
             rows = torch.arange(len(embeddings)) // group_size
             others = rows.unsqueeze(0) != rows.unsqueeze(1)
             terms["spread"] = 1 - (sims * others).sum(dim=1) / others.sum(dim=1)
+        if self.weights["fd"] and len(embeddings) > 1:
+            terms["fd"] = -fd_influence(embeddings.cpu(), self.candidates, ridge=FD_RIDGE)
         if self.weights["copy"]:
             terms["copy"] = -copied.float().cpu()
         if self.weights["expectation"]:

@@ -48,9 +48,9 @@ def test_checkpoints_scored_in_different_spaces_are_told_apart_by_their_content_
     assert sampling_frontier.space_differences(saved, {**saved, "dataset": "tiny"}) == ["dataset ('ml-100k' vs 'tiny')"]
 
 
-def point(sims, targets, fd=0.05, name="point"):
+def point(sims, targets, fd=0.05, name="point", fd_mean=0.01):
     sims = torch.tensor(sims, dtype=torch.double)
-    return {"name": name, "label": name, "n": 1, "targetsim": sims.mean().item(), "fd": fd, "per_user": (targets, sims),
+    return {"name": name, "label": name, "n": 1, "targetsim": sims.mean().item(), "fd": fd, "fd_mean": fd_mean, "per_user": (targets, sims),
             "personallift": 0.0, "personallift_ci95_low": 0.0, "personallift_ci95_high": 0.0}
 
 
@@ -72,7 +72,7 @@ def test_a_point_meets_the_targets_when_its_paired_leads_over_every_ranking_row_
     assert sampling_frontier.verdict(other_users, rivals, sampling_frontier.leads(other_users, rivals), fd_bar=0.06) == "yes (not paired)"
     table = sampling_frontier.markdown([popular, top1, clear], rivals, 0.06, "the top-1's", "cmd", "valid")
     assert "| shown item | seeds | TargetSim | minus PopItem [95%] | minus SASRec top-1 [95%] |" in table
-    assert "| point | 1 | 0.0700 | +0.0200 [+0.0" in table and table.rstrip().endswith("| yes |")
+    assert "| point | 1 | 0.0700 | +0.0200 [+0.0" in table and table.rstrip().endswith("| 0.0500 | 0.0100 | yes |")
 
 
 def test_compared_points_get_a_paired_column_outside_the_verdict():

@@ -135,6 +135,40 @@ def test_frechet_distance_stays_real_and_finite_with_fewer_rows_than_dimensions(
     assert metrics.frechet_distance(x, x) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_fds_mean_part_is_the_shift_of_the_means_and_not_the_spread():
+    generator = torch.Generator().manual_seed(4)
+    y = torch.randn(500, 6, generator=generator, dtype=torch.float64)
+    shift = torch.tensor([0.3, -0.4, 0, 0, 0, 0], dtype=torch.float64)
+    # A pure shift: FD is the shift's squared length, all of it in the means' part.
+    assert metrics.frechet_distance(y + shift, y) == pytest.approx(0.25, abs=1e-9)
+    assert metrics.mean_shift(y + shift, y) == pytest.approx(0.25, abs=1e-9)
+    # A pure change of spread (same mean): FD grows, the means' part stays 0.
+    centre = y.mean(dim=0)
+    squeezed = centre + 0.2 * (y - centre)
+    assert metrics.frechet_distance(squeezed, y) > 1.0
+    assert metrics.mean_shift(squeezed, y) == pytest.approx(0.0, abs=1e-12)
+    assert math.isnan(metrics.mean_shift(y[:1], y))  # as FD: no estimate from one row
+
+
+def test_fd_influence_predicts_how_fd_changes_when_a_row_is_left_out():
+    generator = torch.Generator().manual_seed(5)
+    y = torch.randn(600, 4, generator=generator, dtype=torch.float64) * torch.tensor([1.0, 0.5, 0.3, 0.2], dtype=torch.float64)
+    x = torch.randn(300, 4, generator=generator, dtype=torch.float64) * torch.tensor([0.3, 0.6, 0.3, 0.4], dtype=torch.float64) + 0.2
+    influence = metrics.fd_influence(x, y)
+    full = metrics.frechet_distance(x, y)
+    left_out = torch.tensor([metrics.frechet_distance(torch.cat([x[:i], x[i + 1 :]]), y) for i in range(len(x))], dtype=torch.float64)
+    change = left_out - full
+    assert change.abs().max() > 0.003  # rows do matter at this size
+    assert (change - (-influence / (len(x) - 1))).abs().max() < 0.05 * change.abs().max()
+    # A row far along y's widest direction, which x lacks, lowers FD: negative influence; one at x's mean shifted
+    # away from y's mean raises it.
+    probe = torch.cat([x, torch.tensor([[2.0, 0.2, 0.2, 0.2], [0.2, 0.2, 0.2, 1.2]], dtype=torch.float64)])
+    assert metrics.fd_influence(probe, y)[-2] < 0 < metrics.fd_influence(probe, y)[-1]
+    with pytest.raises(ArithmeticError, match="set a ridge above 0"):
+        metrics.fd_influence(x[:1].expand(5, -1), y)
+    assert torch.isfinite(metrics.fd_influence(x[:1].expand(5, -1), y, ridge=0.1)).all()
+
+
 def test_fd_compares_with_the_users_targets_and_reports_its_floor():
     generator = torch.Generator().manual_seed(3)
     n = 400
@@ -152,7 +186,8 @@ def test_fd_compares_with_the_users_targets_and_reports_its_floor():
                        ("gen.target", torch.stack([torch.arange(n), popular_target], dim=1))):
         struct.set(key, value)
     result = metrics.FD(config).calculate_metric(struct)
-    assert set(result) == {"fd", "fd_floor"}
+    assert set(result) == {"fd", "fd_floor", "fd_mean"}
+    assert 0 < result["fd_mean"] < result["fd"]
     # The uniform-catalog FD is where showing uniformly random items is best.
     assert metrics.CatalogFD(config).calculate_metric(struct)["catalogfd"] < 0.05
 

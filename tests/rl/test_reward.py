@@ -34,7 +34,7 @@ class SwappedEncoder(PixelEncoder):
 def reward_model(encoder=None, **weights):
     encoder = encoder or PixelEncoder()
     catalog = encoder.encode_images(CATALOG.view(-1, 3, 1, 1)) * HAS_CONTENT.unsqueeze(1)
-    return RewardModel(encoder, catalog, HAS_CONTENT, {"contrastive": 0.0, "realism": 0.0, "diversity": 0.0, "spread": 0.0, "copy": 0.0, **weights},
+    return RewardModel(encoder, catalog, HAS_CONTENT, {"contrastive": 0.0, "realism": 0.0, "diversity": 0.0, "spread": 0.0, "fd": 0.0, "copy": 0.0, **weights},
                        expectation_top_items=1)
 
 
@@ -82,6 +82,19 @@ def test_spread_pays_an_image_unlike_the_other_users_images_and_ignores_its_own_
     assert spread.terms["spread"].tolist() == pytest.approx([0.5, 0.5, 0.0, 1.0])
     one_row = model(generation(E[0], E[0]), torch.zeros(2, dtype=torch.bool), torch.tensor([[1]]), 2)
     assert "spread" not in one_row.terms  # no other rows to compare with
+
+
+def test_fd_term_pays_the_sample_that_brings_the_batch_towards_the_catalogs_spread_and_sees_no_target():
+    model = reward_model(fd=1.0)
+    # three samples pile onto e0, one is e1; the catalog spreads evenly over e0, e1, e2
+    batch = generation(E[0], E[0], E[0], E[1])
+    rewards = model(batch, torch.zeros(4, dtype=torch.bool), torch.tensor([[1], [2]]), 2)
+    fd = rewards.terms["fd"]
+    assert fd[3] > fd[0] and fd[0] == pytest.approx(fd[1]) == pytest.approx(fd[2].item())
+    assert rewards.total.tolist() == pytest.approx(fd.tolist())
+    assert model(batch, torch.zeros(4, dtype=torch.bool), torch.tensor([[3], [3]]), 2).terms["fd"].tolist() == pytest.approx(fd.tolist())
+    balanced = model(generation(E[0], E[1], E[2], E[0], E[1], E[2]), torch.zeros(6, dtype=torch.bool), torch.tensor([[1], [2], [3]]), 2)
+    assert balanced.terms["fd"].max() < fd[3]  # once the batch spreads like the catalog, a sample adds less
 
 
 def test_expectation_term_is_the_cosine_to_each_rows_expected_embedding():
