@@ -258,6 +258,12 @@ def _sqrt_psd(matrix):
     return (vectors * np.sqrt(values.clip(min=0))) @ vectors.T
 
 
+def _gaussian(rows):
+    """``(mean, covariance)`` of the ``(N, d)`` tensor ``rows`` as float64 numpy arrays (covariance ``(d, d)``)."""
+    rows = rows.detach().double().numpy()
+    return rows.mean(axis=0), np.atleast_2d(np.cov(rows, rowvar=False))
+
+
 def frechet_distance(x, y):
     """||mu_x - mu_y||^2 + Tr(S_x) + Tr(S_y) - 2 Tr((S_x^1/2 S_y S_x^1/2)^1/2) between Gaussians fitted to the rows.
 
@@ -265,11 +271,9 @@ def frechet_distance(x, y):
     stays stable when there are fewer rows than dimensions (singular covariances). Eigenvalues below 0
     are rounding and clipped; a large negative one means broken input and raises.
     """
-    x, y = x.double().numpy(), y.double().numpy()
     if len(x) < 2 or len(y) < 2:
         return float("nan")
-    mu_x, mu_y = x.mean(axis=0), y.mean(axis=0)
-    cov_x, cov_y = np.atleast_2d(np.cov(x, rowvar=False)), np.atleast_2d(np.cov(y, rowvar=False))
+    (mu_x, cov_x), (mu_y, cov_y) = _gaussian(x), _gaussian(y)
     root_x = _sqrt_psd(cov_x)
     values = np.linalg.eigvalsh(root_x @ cov_y @ root_x)
     if values.min() < -RESIDUE_TOLERANCE * max(values.max(), 1e-12):
@@ -290,18 +294,16 @@ def fd_influence(x, y, ridge=0.0):
     share of y's mean variance to S_x's diagonal in the map, which keeps it finite when the rows collapse
     onto fewer directions than they have dimensions.
     """
-    rows, x, y = x, x.detach().double().numpy(), y.detach().double().numpy()
-    mu_x, mu_y = x.mean(axis=0), y.mean(axis=0)
-    cov_x, cov_y = np.atleast_2d(np.cov(x, rowvar=False)), np.atleast_2d(np.cov(y, rowvar=False))
+    (mu_x, cov_x), (mu_y, cov_y) = _gaussian(x), _gaussian(y)
     eye = np.eye(len(cov_x))
     values, vectors = np.linalg.eigh(cov_x + ridge * np.trace(cov_y) / len(cov_y) * eye)
     if values.min() <= 0:
         raise ArithmeticError(f"FD influence: the rows' covariance is singular (smallest eigenvalue {values.min():.3g}); set a ridge above 0")
     root, inverse_root = (vectors * np.sqrt(values)) @ vectors.T, (vectors / np.sqrt(values)) @ vectors.T
     excess = eye - inverse_root @ _sqrt_psd(root @ cov_y @ root) @ inverse_root
-    deviations = x - mu_x
+    deviations = x.detach().double().numpy() - mu_x
     influence = 2 * deviations @ (mu_x - mu_y) + np.einsum("nd,de,ne->n", deviations, excess, deviations) - np.trace(excess @ cov_x)
-    return torch.from_numpy(influence).to(rows.dtype)
+    return torch.from_numpy(influence).to(x.dtype)
 
 
 def mean_shift(x, y):
