@@ -48,7 +48,7 @@ from recbole_gen.rl.reranker import top_items_mean
 from recbole_gen.trainer import get_trainer
 
 SPACE_PREFIXES = ("image_", "encoder_fit_", "eval_encoder")  # the settings that make the evaluation space
-SHOWN = ["targetsim", "personallift", "personallift_ci95_low", "personallift_ci95_high", "fd", "fd_mean"]
+SHOWN = ["targetsim", "personallift", "personallift_ci95_low", "personallift_ci95_high", "fd", "fd_mean", "codecopyshare"]
 FD_TOLERANCE = 1.5  # the GenRec issue's target: FD within 1.5x the tokenizer ceiling's
 
 
@@ -106,9 +106,10 @@ def summarise(name, kind, scored_results, label):
     per-user TargetSim averaged over them (``per_user``: target pairs, sims); ``label`` names the point in the plot."""
     results, per_user = zip(*scored_results)
     row = {"name": name, "kind": kind, "label": label, "n": len(results), "per_user": seed_mean(per_user, name)}
-    for key in SHOWN:
+    # a policy over catalog embeddings has no codes to count copies by; codecopyshare is off with near_copy_code_share: ~
+    for key in [key for key in SHOWN if key in results[0] and (key != "codecopyshare" or kind == "genrec")]:
         row[key], row[key + "_sd"] = mean_sd([float(result[key]) for result in results])
-    print(f"{name}: " + ", ".join(f"{key} {row[key]:.4f}" for key in SHOWN), flush=True)
+    print(f"{name}: " + ", ".join(f"{key} {row[key]:.4f}" for key in SHOWN if key in row), flush=True)
     return row
 
 
@@ -287,6 +288,14 @@ def verdict(row, rivals, paired, fd_bar):
     return "yes" if all(low > 0 for _, low, _ in paired) else "by the mean only: a paired interval includes 0"
 
 
+def copies_cell(row):
+    """The share of ``row``'s shown items that copy a catalog item by codes: counted for a generator, 1 for a
+    catalog item, none for an embedding (no image)."""
+    if row["kind"] == "genrec":
+        return f"{row['codecopyshare']:.3f}" if "codecopyshare" in row else "not counted"
+    return "-" if row["kind"] == "expected" else "1 (catalog)"
+
+
 def markdown(rows, rivals, fd_bar, fd_rule, command, split, compared=()):
     """The table of ``rows``: each one's paired lead over the ``rivals`` (the ranking rows its verdict is about) and
     over the ``compared`` rows (other points it is set against, e.g. best-of-N, outside the verdict)."""
@@ -299,14 +308,14 @@ def markdown(rows, rivals, fd_bar, fd_rule, command, split, compared=()):
              "interval over users; a lead is resolved when that interval lies above 0, and a point meets the TargetSim "
              "target when its leads over both are.", "",
              "| shown item | seeds | TargetSim | " + " | ".join(f"minus {other['label']} [95%]" for other in [*rivals, *compared])
-             + " | PersonalLift [95% interval] | FD | FD's means part | both targets |", "|---" * (7 + len(rivals) + len(compared)) + "|"]
+             + " | PersonalLift [95% interval] | FD | FD's means part | copies by codes | both targets |", "|---" * (8 + len(rivals) + len(compared)) + "|"]
     for row in rows:
         sd = lambda key: f" ({row[key + '_sd']:.4f})" if row["n"] > 1 else ""
         paired = leads(row, rivals)
         versus = ["-" if lead is None else f"{lead[0]:+.4f} [{lead[1]:+.4f}, {lead[2]:+.4f}]" for lead in paired + leads(row, compared)]
         lines.append(f"| {row['name']} | {row['n']} | {row['targetsim']:.4f}{sd('targetsim')} | {' | '.join(versus)} | "
                      f"{row['personallift']:.4f} [{row['personallift_ci95_low']:.4f}, {row['personallift_ci95_high']:.4f}] | "
-                     f"{row['fd']:.4f}{sd('fd')} | {row['fd_mean']:.4f} | {verdict(row, rivals, paired, fd_bar)} |")
+                     f"{row['fd']:.4f}{sd('fd')} | {row['fd_mean']:.4f} | {copies_cell(row)} | {verdict(row, rivals, paired, fd_bar)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -48,17 +48,18 @@ def test_checkpoints_scored_in_different_spaces_are_told_apart_by_their_content_
     assert sampling_frontier.space_differences(saved, {**saved, "dataset": "tiny"}) == ["dataset ('ml-100k' vs 'tiny')"]
 
 
-def point(sims, targets, fd=0.05, name="point", fd_mean=0.01):
+def point(sims, targets, fd=0.05, name="point", fd_mean=0.01, kind="genrec", copies=0.25):
     sims = torch.tensor(sims, dtype=torch.double)
-    return {"name": name, "label": name, "n": 1, "targetsim": sims.mean().item(), "fd": fd, "fd_mean": fd_mean, "per_user": (targets, sims),
-            "personallift": 0.0, "personallift_ci95_low": 0.0, "personallift_ci95_high": 0.0}
+    return {"name": name, "label": name, "kind": kind, "n": 1, "targetsim": sims.mean().item(), "fd": fd, "fd_mean": fd_mean,
+            "per_user": (targets, sims), "personallift": 0.0, "personallift_ci95_low": 0.0, "personallift_ci95_high": 0.0,
+            "codecopyshare": copies}
 
 
 def test_a_point_meets_the_targets_when_its_paired_leads_over_every_ranking_row_are_resolved_and_its_fd_is_low():
     targets = torch.stack([torch.arange(40), torch.arange(40) % 7 + 1], dim=1)
     base = torch.linspace(-0.2, 0.3, 40)
-    popular = point(base.tolist(), targets, fd=1.9, name="PopItem")
-    top1 = point((base - 0.01).tolist(), targets, fd=0.06, name="SASRec top-1")
+    popular = point(base.tolist(), targets, fd=1.9, name="PopItem", kind="reference")
+    top1 = point((base - 0.01).tolist(), targets, fd=0.06, name="SASRec top-1", kind="recommender")
     rivals = [popular, top1]
     clear = point((base + 0.02 + 0.001 * torch.cos(torch.arange(40.0))).tolist(), targets)
     noisy = point((base + 0.02 + 0.3 * torch.tensor([1.0, -1.0] * 20)).tolist(), targets)
@@ -70,9 +71,13 @@ def test_a_point_meets_the_targets_when_its_paired_leads_over_every_ranking_row_
     assert sampling_frontier.verdict(between, rivals, sampling_frontier.leads(between, rivals), fd_bar=0.06) == "no"
     other_users = point(clear["per_user"][1].tolist(), targets.flip(0))
     assert sampling_frontier.verdict(other_users, rivals, sampling_frontier.leads(other_users, rivals), fd_bar=0.06) == "yes (not paired)"
-    table = sampling_frontier.markdown([popular, top1, clear], rivals, 0.06, "the top-1's", "cmd", "valid")
+    expected = point((base + 0.1).tolist(), targets, fd=0.7, name="expected embedding", kind="expected", copies=1.0)
+    table = sampling_frontier.markdown([popular, top1, expected, clear], rivals, 0.06, "the top-1's", "cmd", "valid")
     assert "| shown item | seeds | TargetSim | minus PopItem [95%] | minus SASRec top-1 [95%] |" in table
-    assert "| point | 1 | 0.0700 | +0.0200 [+0.0" in table and table.rstrip().endswith("| 0.0500 | 0.0100 | yes |")
+    assert "| FD | FD's means part | copies by codes | both targets |" in table
+    assert "| point | 1 | 0.0700 | +0.0200 [+0.0" in table and table.rstrip().endswith("| 0.0500 | 0.0100 | 0.250 | yes |")
+    assert "| 0.7000 | 0.0100 | - | no |" in table  # an embedding, not an image: no copy share
+    assert "| 1.9000 | 0.0100 | 1 (catalog) | no |" in table  # PopItem shows a catalog item
 
 
 def test_compared_points_get_a_paired_column_outside_the_verdict():
