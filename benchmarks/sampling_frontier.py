@@ -22,7 +22,8 @@ generative metrics, the cached item encoder) on the validation split (``--split 
 figures); sampled points are averaged over ``--seeds`` seeds. Both checkpoints must come from the same
 dataset and seed (same split, same encoder). FD is to the users' next items. Each point's TargetSim is
 also compared with PopItem's and the recommender top-1's user by user (:mod:`paired`): a point meets the
-TargetSim target when both paired intervals lie above 0, not by its mean alone.
+TargetSim target when both paired intervals lie above 0, not by its mean alone. Every generator point also
+reports its copies by codes (``codecopyshare``), so a point that wins by copying catalog images says so.
 """
 
 import argparse
