@@ -121,6 +121,8 @@ def test_recommender_and_genrec_points_are_paired_user_by_user_on_the_same_targe
     generator, _ = sampling_frontier.genrec_points(genrec, [(1.0, 1.0)], seeds=2, split="test", ceiling=False)  # then scores its ceiling too
     for row in recommender + generator:  # each point's per-user values are those its TargetSim averages
         assert row["per_user"][1].mean().item() == pytest.approx(row["targetsim"], abs=1e-4)
+    assert 0 <= generator[0]["codecopyshare"] <= 1  # a generator's copies are counted by its codes ...
+    assert not any("codecopyshare" in row for row in recommender)  # ... catalog embeddings have none to count
     top1 = next(row for row in recommender if row["kind"] == "recommender")
     mean, low, high = sampling_frontier.paired_difference(generator[0]["per_user"], top1["per_user"])
     assert mean == pytest.approx(generator[0]["targetsim"] - top1["targetsim"], abs=2e-4) and low <= mean <= high
