@@ -18,7 +18,8 @@
   a CPU model (and for a model with nothing to train, such as a reference rule), opens a tensorboard
   event file in every process, and creates ``checkpoint_dir`` check-then-create in every process (so do
   the log folders, see quick_start.py), which races: :func:`distributed_trainer` builds a trainer without
-  any of these.
+  any of these. The ``checkpoint_dir`` race is not distributed-only: trainers of parallel hyper-parameter
+  trials (ray tune) race on it too, so it is created for every trainer.
 - Distributed evaluation (RUCAIBox/RecBole#1872, closed unmerged): the DistributedSampler pads each
   process's share with repeated users and ``_map_reduce`` averages the processes' metrics, weighted by
   4 x their batch count (``len(batched_data)`` of a 4-tuple). Kept for RecBole's own ranking metrics
@@ -175,12 +176,13 @@ def _data_parallel(module, device_ids):
 def distributed_trainer(config):
     """Build a RecBole trainer inside this block: in a distributed run its model is wrapped in DDP on the CPU
     too (without device ids), a model with nothing to train is not wrapped, only the first process of each
-    machine (``local_rank`` 0, the one that writes checkpoints) opens a tensorboard event file, and
-    ``checkpoint_dir`` exists before any process creates it."""
+    machine (``local_rank`` 0, the one that writes checkpoints) opens a tensorboard event file; and in every
+    run ``checkpoint_dir`` exists before RecBole's check-then-create, which trainers starting at once (the
+    processes of a distributed run, parallel ray trials) race on."""
+    os.makedirs(config["checkpoint_dir"], exist_ok=True)
     if config["single_spec"]:
         yield
         return
-    os.makedirs(config["checkpoint_dir"], exist_ok=True)
     saved = recbole_trainer.DistributedDataParallel, recbole_trainer.get_tensorboard
     recbole_trainer.DistributedDataParallel = _data_parallel
     if config["local_rank"] != 0:

@@ -79,9 +79,6 @@ def resume_file_of(checkpoint_file):
 
 class GenerativeEvaluationMixin:
     def __init__(self, config, model):
-        # RecBole's ensure_dir checks, then creates: two trainers starting at once (parallel ray trials) race
-        # and one dies on FileExistsError. Creating it here, race-free, leaves ensure_dir nothing to do.
-        os.makedirs(config["checkpoint_dir"], exist_ok=True)
         with distributed_trainer(config):
             super().__init__(config, model)
         if not config["single_spec"]:
