@@ -34,3 +34,17 @@ def best_of_n(generation, expected, reward_model, n):
     sims = (embeddings.view(len(expected), -1, n, embeddings.shape[1]) * expected[:, None, None]).sum(dim=-1)
     keep = (torch.arange(sims.shape[0] * sims.shape[1]) * n + sims.argmax(dim=-1).flatten())
     return Generation(codes=generation.codes[keep.to(generation.codes.device)], images=generation.images[keep])
+
+
+def generate_best_of_n(model, reward_model, interaction, samples, n, seed):
+    """``samples`` images per row of ``interaction`` (rows' samples adjacent), each the best of ``n`` samples of
+    ``model`` (:func:`best_of_n`). Rows are drawn a ``1 / n`` share of the batch at a time, so best-of-N holds no
+    more samples at once than plain sampling of the same batch; a user's samples depend only on ``seed``, the
+    user and their index (``GenRec.generate``), so the result is the same as drawing them all at once."""
+    rows = -(-len(interaction) // n)
+    kept = []
+    for start in range(0, len(interaction), rows):
+        chunk = interaction[start : start + rows]
+        generation = model.generate(chunk, samples * n, seed=seed)
+        kept.append(best_of_n(generation, expected_embedding(model, reward_model, chunk), reward_model, n))
+    return Generation(codes=torch.cat([g.codes for g in kept]), images=torch.cat([g.images for g in kept]))

@@ -37,7 +37,7 @@ from recbole_gen.evaluator.metrics import GENERATIVE_METRICS
 from recbole_gen.fidelity.guard import GuardResult, pass_rates
 from recbole_gen.model.sampling import split_seed
 from recbole_gen.pipeline import request_guard
-from recbole_gen.rl.reranker import best_of_n, expected_embedding
+from recbole_gen.rl.reranker import generate_best_of_n
 from recbole_gen.rl.reward import RewardModel
 
 RESUME_SUFFIX = "-resume.pth"
@@ -313,12 +313,10 @@ class GenRecTrainer(GenerativeEvaluationMixin, Trainer):
         """``(generation, k)``: the k images shown to each row of ``interaction`` in this evaluation."""
         if self._show_ceiling:
             return self.model.reconstruct_targets(interaction), 1
-        samples, best_of = self.config["eval_samples"], self.config["eval_best_of"]
-        generation = self.model.generate(interaction, samples * best_of, seed=self.sampling_seed())
+        samples, best_of, seed = self.config["eval_samples"], self.config["eval_best_of"], self.sampling_seed()
         if best_of > 1:
-            expected = expected_embedding(self.model, self._reward_model, interaction)
-            generation = best_of_n(generation, expected, self._reward_model, best_of)
-        return generation, samples
+            return generate_best_of_n(self.model, self._reward_model, interaction, samples, best_of, seed), samples
+        return self.model.generate(interaction, samples, seed=seed), samples
 
     def _full_sort_batch_eval(self, batched_data):
         interaction, history_index, positive_u, positive_i = batched_data

@@ -5,7 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from recbole_gen.model.sequential_recommender.genrec import Generation
-from recbole_gen.rl.reranker import best_of_n, expected_embedding
+from recbole.data.interaction import Interaction
+
+from recbole_gen.rl.reranker import best_of_n, expected_embedding, generate_best_of_n
 from recbole_gen.rl.reward import RewardEnsemble, RewardModel
 
 E = torch.eye(3)
@@ -132,6 +134,39 @@ def test_best_of_n_keeps_the_sample_closest_to_the_expected_embedding():
     candidates.codes = torch.arange(6).unsqueeze(1)
     kept = best_of_n(candidates, torch.stack([E[1], E[2]]), model, 3)
     assert kept.codes.flatten().tolist() == [1, 3]
+
+
+class SampledUsers:
+    """A generator whose sample j of user u is a random picture seeded by (seed, u, j), with codes ``[u, j]``, and
+    whose user encoder scores the catalog by a random vector seeded by u; it records each call's rows."""
+
+    def __init__(self):
+        self.user_encoder = self
+        self.calls = []
+
+    def generate(self, interaction, num_samples, seed):
+        users = interaction["user_id"].tolist()
+        self.calls.append(len(users))
+        draws = [torch.rand(3, generator=torch.Generator().manual_seed(seed * 10_000 + u * 100 + j)) for u in users for j in range(num_samples)]
+        codes = torch.tensor([[u, j] for u in users for j in range(num_samples)])
+        return Generation(codes=codes, images=images(*draws))
+
+    def full_sort_predict(self, interaction):
+        return torch.stack([torch.rand(12, generator=torch.Generator().manual_seed(u)) for u in interaction["user_id"].tolist()])
+
+
+def test_best_of_n_in_chunks_of_rows_holds_a_plain_batch_and_keeps_what_one_draw_would():
+    model = SampledUsers()
+    catalog = F.normalize(torch.rand(12, 3, generator=torch.Generator().manual_seed(0)), dim=1)  # more than the top 10 items
+    has_content = torch.arange(12) > 0
+    rewards = RewardModel(PixelEncoder(), catalog * has_content.unsqueeze(1), has_content, {"expectation": 1.0})
+    interaction = Interaction({"user_id": torch.arange(1, 6)})
+    kept = generate_best_of_n(model, rewards, interaction, samples=2, n=3, seed=4)
+    assert model.calls == [2, 2, 1]  # at most ceil(5 / 3) rows at a time: 2 x 2 x 3 = 12 samples, <= plain 5 x 2
+    at_once = best_of_n(model.generate(interaction, 6, seed=4), expected_embedding(model, rewards, interaction), rewards, 3)
+    assert torch.equal(kept.codes, at_once.codes) and torch.equal(kept.images, at_once.images)
+    assert kept.codes[:, 0].tolist() == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]  # each user's two shown images, in order
+    assert kept.codes[:, 1].tolist() != [0, 3] * 5  # the pick, not always each group's first sample
 
 
 class ScoredUsers:
