@@ -38,9 +38,10 @@ def best_of_n(generation, expected, reward_model, n):
 
 def generate_best_of_n(model, reward_model, interaction, samples, n, seed):
     """``samples`` images per row of ``interaction`` (rows' samples adjacent), each the best of ``n`` samples of
-    ``model`` (:func:`best_of_n`). Rows are drawn a ``1 / n`` share of the batch at a time, so best-of-N holds no
-    more samples at once than plain sampling of the same batch; a user's samples depend only on ``seed``, the
-    user and their index (``GenRec.generate``), so the result is the same as drawing them all at once."""
+    ``model`` (:func:`best_of_n`). Rows are drawn a ``1 / n`` share of the batch at a time (rounded up), so best-of-N
+    holds about as many samples at once as plain sampling of the same batch (at most ``n - 1`` rows' more); a
+    user's samples depend only on ``seed``, the user and their index (``GenRec.generate``), so the result is the
+    same as drawing them all at once."""
     rows = -(-len(interaction) // n)
     kept = []
     for start in range(0, len(interaction), rows):

@@ -3,10 +3,9 @@
 import pytest
 import torch
 import torch.nn.functional as F
-
-from recbole_gen.model.sequential_recommender.genrec import Generation
 from recbole.data.interaction import Interaction
 
+from recbole_gen.model.sequential_recommender.genrec import Generation
 from recbole_gen.rl.reranker import best_of_n, expected_embedding, generate_best_of_n
 from recbole_gen.rl.reward import RewardEnsemble, RewardModel
 
@@ -162,7 +161,7 @@ def test_best_of_n_in_chunks_of_rows_holds_a_plain_batch_and_keeps_what_one_draw
     rewards = RewardModel(PixelEncoder(), catalog * has_content.unsqueeze(1), has_content, {"expectation": 1.0})
     interaction = Interaction({"user_id": torch.arange(1, 6)})
     kept = generate_best_of_n(model, rewards, interaction, samples=2, n=3, seed=4)
-    assert model.calls == [2, 2, 1]  # at most ceil(5 / 3) rows at a time: 2 x 2 x 3 = 12 samples, <= plain 5 x 2
+    assert model.calls == [2, 2, 1]  # ceil(5 / 3) rows at a time: 2 x 2 x 3 = 12 samples, against 5 x 2 = 10 for plain sampling
     at_once = best_of_n(model.generate(interaction, 6, seed=4), expected_embedding(model, rewards, interaction), rewards, 3)
     assert torch.equal(kept.codes, at_once.codes) and torch.equal(kept.images, at_once.images)
     assert kept.codes[:, 0].tolist() == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]  # each user's two shown images, in order
