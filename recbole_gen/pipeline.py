@@ -31,7 +31,7 @@ from recbole_gen.data.item_content import item_content
 from recbole_gen.fidelity.guard import build_guard
 from recbole_gen.model.instructor import decide, feedback_user
 from recbole_gen.model.sequential_recommender.genrec import Generation
-from recbole_gen.rl.reranker import expected_embedding
+from recbole_gen.rl.reranker import expectation_scores, expected_embedding
 
 
 @dataclass
@@ -180,7 +180,7 @@ class GenRecPipeline:
 
         if self.reward_model is not None and len(candidates.images):
             expected = expected_embedding(model, self.reward_model, interaction[wanted])
-            preference = (self.reward_model.embed(candidates.images).view(-1, k, expected.shape[-1]) * expected[:, None]).sum(dim=-1).flatten()
+            preference = expectation_scores(self.reward_model, candidates.images, expected)
         else:
             preference = -(torch.arange(len(candidates.images)) % k).float()  # the first candidate first
         verdicts = {}

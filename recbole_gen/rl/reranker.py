@@ -27,12 +27,18 @@ def top_items_mean(scores, catalog, top_items):
     return (top.values.softmax(dim=1).cpu().unsqueeze(-1) * catalog[top.indices.cpu()]).sum(dim=1)
 
 
+def expectation_scores(reward_model, images, expected):
+    """``(B * m,)``: the similarity in ``reward_model``'s space of each of the B * m ``images`` (rows' images
+    adjacent) to its row's ``expected`` embedding ``(B, d)``."""
+    embeddings = reward_model.embed(images)
+    return (embeddings.view(len(expected), -1, embeddings.shape[1]) * expected[:, None]).sum(dim=-1).flatten()
+
+
 def best_of_n(generation, expected, reward_model, n):
     """Keep, of every ``n`` adjacent samples of ``generation``, the one closest to its row's ``expected``
     embedding ``(B, d)`` (rows' samples adjacent: B * k * n samples -> B * k)."""
-    embeddings = reward_model.embed(generation.images)
-    sims = (embeddings.view(len(expected), -1, n, embeddings.shape[1]) * expected[:, None, None]).sum(dim=-1)
-    keep = (torch.arange(sims.shape[0] * sims.shape[1]) * n + sims.argmax(dim=-1).flatten())
+    sims = expectation_scores(reward_model, generation.images, expected).view(-1, n)
+    keep = torch.arange(len(sims)) * n + sims.argmax(dim=1)
     return Generation(codes=generation.codes[keep.to(generation.codes.device)], images=generation.images[keep])
 
 
