@@ -135,6 +135,7 @@ CONFIG_TYPES = {
     "eval_block_size": int,
     "near_copy_threshold": (int, float, type(None)),
     "near_copy_code_share": (int, float, type(None)),
+    "valid_fd_max": (int, float, type(None)),
     "user_encoder": str,
     "user_encoder_checkpoint": _OPTIONAL_STR,
     "freeze_user_encoder": bool,
@@ -403,3 +404,12 @@ class Config(RecBoleConfig):
         valid_metric = str(self.final_config_dict["valid_metric"])
         if valid_metric.split("@")[0].lower() not in [str(metric).lower() for metric in metrics]:
             raise ValueError(f"config key 'valid_metric' = '{valid_metric}' is not computed: add it to 'metrics' {metrics}")
+        fd_max = self.final_config_dict.get("valid_fd_max")
+        if fd_max is not None:
+            if not fd_max > 0:
+                raise ValueError(f"config key 'valid_fd_max' = {fd_max!r}: expected a positive FD, or ~ for no cap")
+            if "fd" not in [str(metric).lower() for metric in metrics]:
+                raise ValueError(f"config key 'valid_fd_max' caps FD, which is not computed: add 'FD' to 'metrics' {metrics}")
+            if not self.final_config_dict["valid_metric_bigger"]:
+                raise ValueError(f"config key 'valid_fd_max' needs a 'valid_metric' where bigger is better, not "
+                                 f"'{valid_metric}' with valid_metric_bigger False")

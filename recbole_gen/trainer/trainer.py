@@ -6,6 +6,7 @@
   user's shown item, targets and history; for models without an item sequence, the training history
   RecBole's full-sort loader provides; for sampled evaluation such as ``uni100``, one row per user);
 - reads and writes checkpoints without pickled objects, atomically (see compat.py);
+- with ``valid_fd_max``, keeps the best ``valid_metric`` among the validations whose FD is within that cap;
 - after every validation writes a resume state (``<checkpoint>-resume.pth``: model, optimizer, early
   stopping counters and every random stream, the training loader's shuffling included), from which
   :meth:`resume_checkpoint` continues a run exactly where it stopped;
@@ -41,6 +42,7 @@ from recbole_gen.rl.reranker import generate_best_of_n
 from recbole_gen.rl.reward import RewardModel
 
 RESUME_SUFFIX = "-resume.pth"
+FD_CAPPED_SCORE = -2.0  # valid_fd_max: below any valid_metric (each at least -1)
 
 
 @dataclass
@@ -198,6 +200,21 @@ class GenerativeEvaluationMixin:
         whole = [{key: value for key, value in result.items() if key not in averaged}]
         torch.distributed.broadcast_object_list(whole, src=0)
         return {key: averaged[key] if key in averaged else whole[0][key] for key in result}
+
+    def _valid_epoch(self, valid_data, show_progress=False):
+        score, result = super()._valid_epoch(valid_data, show_progress=show_progress)
+        return self.capped_valid_score(score, result), result
+
+    def capped_valid_score(self, score, result):
+        """``score`` (the ``valid_metric``), or, where ``valid_fd_max`` is set and ``result``'s FD is above it,
+        a score below every validation within the cap: ``-2`` minus the FD's excess (valid metrics, cosines or
+        ranking metrics, are at least -1), so that among validations above the cap the closest to it ranks first."""
+        cap = self.config["valid_fd_max"]
+        if cap is None or result["fd"] <= cap:
+            return score
+        self.logger.info(f"validation FD {result['fd']:.4f} is above valid_fd_max {cap}: "
+                         f"valid_metric {score:.4f} ranked below every validation within the cap")
+        return FD_CAPPED_SCORE - (result["fd"] - cap)
 
     def prepare_catalog(self, dataset):
         """Embed the catalog (fitting the item encoder if needed) once per run, before the first evaluation."""

@@ -66,3 +66,38 @@ def test_evaluation_leaves_every_random_stream_alone(genrec_config, tiny_dataset
     fresh.evaluate(valid_data, load_best_model=False)
     fresh.evaluate(test_data, load_best_model=False)
     assert torch.equal(before, torch.get_rng_state())
+
+
+def scripted_validations(monkeypatch, validations):
+    """RecBole's validation replaced by ``(targetsim, fd)`` pairs, one per epoch (the mixin's selection runs)."""
+    results = iter(validations)
+
+    def valid_epoch(self, valid_data, show_progress=False):
+        targetsim, fd = next(results)
+        return targetsim, {"targetsim": targetsim, "fd": fd}
+
+    monkeypatch.setattr(Trainer, "_valid_epoch", valid_epoch)
+
+
+@pytest.mark.parametrize("cap, kept", [(None, (0.05, 0.20)), (0.1, (0.03, 0.05)), (0.01, (0.03, 0.05))])
+def test_valid_fd_max_keeps_the_best_validation_within_the_cap(fast_config, monkeypatch, cap, kept):
+    # Without a cap the best TargetSim is kept; with one, the best within it; with none within, the closest to it.
+    scripted_validations(monkeypatch, [(0.05, 0.20), (0.03, 0.05), (0.02, 0.08), (0.04, 0.30)])
+    config = {**fast_config, "epochs": 4, "stopping_step": 10, "metrics": ["TargetSim", "FD"],
+              "valid_metric": "TargetSim", "valid_fd_max": cap}
+    result = run_recbole_gen(model="SASRec", dataset="tiny", config_dict=config)
+    assert (result["best_valid_result"]["targetsim"], result["best_valid_result"]["fd"]) == kept
+    kept_file = result["trainer"].saved_model_file
+    epoch = [0.05, 0.03, 0.02, 0.04].index(kept[0])
+    assert torch.load(kept_file, weights_only=True)["epoch"] == epoch
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"valid_fd_max": 0}, r"'valid_fd_max' = 0: expected a positive FD"),
+    ({"metrics": ["TargetSim"]}, r"'valid_fd_max' caps FD, which is not computed"),
+    ({"valid_metric_bigger": False}, r"'valid_fd_max' needs a 'valid_metric' where bigger is better"),
+])
+def test_valid_fd_max_errors_name_the_key(fast_config, change, message):
+    config = {**fast_config, "metrics": ["TargetSim", "FD"], "valid_metric": "TargetSim", "valid_fd_max": 0.1, **change}
+    with pytest.raises(ValueError, match=message):
+        run_recbole_gen(model="SASRec", dataset="tiny", config_dict=config)
