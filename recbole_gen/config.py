@@ -402,13 +402,14 @@ class Config(RecBoleConfig):
                     f"unknown metric '{metric}' in config key 'metrics'; available: {', '.join(sorted(metric_types))}"
                 )
         valid_metric = str(self.final_config_dict["valid_metric"])
-        if valid_metric.split("@")[0].lower() not in [str(metric).lower() for metric in metrics]:
+        computed = [str(metric).lower() for metric in metrics]
+        if valid_metric.split("@")[0].lower() not in computed:
             raise ValueError(f"config key 'valid_metric' = '{valid_metric}' is not computed: add it to 'metrics' {metrics}")
         fd_max = self.final_config_dict.get("valid_fd_max")
         if fd_max is not None:
             if not fd_max > 0:
                 raise ValueError(f"config key 'valid_fd_max' = {fd_max!r}: expected a positive FD, or ~ for no cap")
-            if "fd" not in [str(metric).lower() for metric in metrics]:
+            if "fd" not in computed:
                 raise ValueError(f"config key 'valid_fd_max' caps FD, which is not computed: add 'FD' to 'metrics' {metrics}")
             if not self.final_config_dict["valid_metric_bigger"]:
                 raise ValueError(f"config key 'valid_fd_max' needs a 'valid_metric' where bigger is better, not "

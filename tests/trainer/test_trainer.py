@@ -82,14 +82,14 @@ def scripted_validations(monkeypatch, validations):
 @pytest.mark.parametrize("cap, kept", [(None, (0.05, 0.20)), (0.1, (0.03, 0.05)), (0.01, (0.03, 0.05))])
 def test_valid_fd_max_keeps_the_best_validation_within_the_cap(fast_config, monkeypatch, cap, kept):
     # Without a cap the best TargetSim is kept; with one, the best within it; with none within, the closest to it.
-    scripted_validations(monkeypatch, [(0.05, 0.20), (0.03, 0.05), (0.02, 0.08), (0.04, 0.30)])
+    validations = [(0.05, 0.20), (0.03, 0.05), (0.02, 0.08), (0.04, 0.30)]
+    scripted_validations(monkeypatch, validations)
     config = {**fast_config, "epochs": 4, "stopping_step": 10, "metrics": ["TargetSim", "FD"],
               "valid_metric": "TargetSim", "valid_fd_max": cap}
     result = run_recbole_gen(model="SASRec", dataset="tiny", config_dict=config)
     assert (result["best_valid_result"]["targetsim"], result["best_valid_result"]["fd"]) == kept
     kept_file = result["trainer"].saved_model_file
-    epoch = [0.05, 0.03, 0.02, 0.04].index(kept[0])
-    assert torch.load(kept_file, weights_only=True)["epoch"] == epoch
+    assert torch.load(kept_file, weights_only=True)["epoch"] == validations.index(kept)
 
 
 @pytest.mark.parametrize("change, message", [
