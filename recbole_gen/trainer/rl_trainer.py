@@ -106,6 +106,17 @@ class GenRecRLTrainer(GenRecTrainer):
         parameters = [p for p in self.model.parameters() if p.requires_grad]
         return torch.optim.Adam(parameters, lr=self.config["rl_learning_rate"])
 
+    def _run_state(self):  # the steps and validations so far, so a resumed run's log is the whole run's
+        return {"rl_step": self.rl_step, "log": self.log}
+
+    def _load_run_state(self, run_state):
+        if not run_state:
+            self.logger.warning("the resume state was written before resume states held the RL log: steps count, "
+                                f"and {self.log_file} logs, from the resumed epoch on")
+            return
+        self.rl_step = run_state["rl_step"]
+        self.log = run_state["log"]
+
     @property
     def log_file(self):
         return os.path.splitext(self.saved_model_file)[0] + "-rl.json"

@@ -8,7 +8,8 @@
 - reads and writes checkpoints without pickled objects, atomically (see compat.py);
 - with ``valid_fd_max``, keeps the best ``valid_metric`` among the validations whose FD is within that cap;
 - after every validation writes a resume state (``<checkpoint>-resume.pth``: model, optimizer, early
-  stopping counters and every random stream, the training loader's shuffling included), from which
+  stopping counters, every random stream, the training loader's shuffling included, and what the trainer
+  adds in ``_run_state``, such as the RL stage's step count and log), from which
   :meth:`resume_checkpoint` continues a run exactly where it stopped;
 - in a distributed run (RecBole's DDP, docs/distributed.md): logs the training loss averaged over the
   processes, computes the generative metrics on every process's users gathered (RecBole's own metrics
@@ -120,8 +121,15 @@ class GenerativeEvaluationMixin:
             return
         state = self._training_state(epoch)
         state.update(best_valid_result=dict(self.best_valid_result or {}), best_model_file=self.saved_model_file,
-                     rng=random_states(), train_loader_rng=train_data.generator.get_state())
+                     rng=random_states(), train_loader_rng=train_data.generator.get_state(), run_state=self._run_state())
         save_checkpoint(resume_file_of(self.saved_model_file), state)
+
+    def _run_state(self):
+        """What else a trainer must carry over a resume (plain tensors, numbers, strings, lists and dicts)."""
+        return {}
+
+    def _load_run_state(self, run_state):
+        """Restore what :meth:`_run_state` returned."""
 
     def resume_checkpoint(self, resume_file):
         """Continue the run whose checkpoint (or resume state) is ``resume_file``; :meth:`fit` then trains
@@ -143,6 +151,7 @@ class GenerativeEvaluationMixin:
         self.best_valid_result = checkpoint["best_valid_result"]
         self._load_model_state(checkpoint)
         self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self._load_run_state(checkpoint.get("run_state", {}))
         self._resume_state = checkpoint
         self.logger.info(f"Resuming {path}: training continues at epoch {self.start_epoch}")
 

@@ -263,3 +263,37 @@ def test_future_items_are_the_same_users_following_training_targets(genrec_confi
     for row in (0, 5, len(users) - 1):
         expected = [targets[row + k].item() if row + k < len(users) and users[row + k] == users[row] else 0 for k in range(3)]
         assert future[row].tolist() == expected
+
+
+def test_an_rl_run_stopped_after_an_epoch_resumes_to_the_same_numbers_and_log(genrec_config, monkeypatch):
+    import json
+
+    from recbole_gen.trainer.trainer import GenerativeEvaluationMixin
+
+    config = {**genrec_config, "epochs": 1, "metrics": ["TargetSim", "CopyShare"], "valid_metric": "TargetSim"}
+    sft = run_recbole_gen(model="GenRec", dataset="tiny", config_dict=config)["trainer"].saved_model_file
+    config = {**config, **RL, "rl_init_checkpoint": sft, "rl_epochs": 3, "rl_steps_per_epoch": 2, "rl_learning_rate": 0.01}
+    uninterrupted = run_recbole_gen(model="GenRec", dataset="tiny", config_dict=config)
+
+    stopped = []
+    real_save = GenerativeEvaluationMixin._save_resume_state
+
+    def stop_after_first_epoch(self, epoch, train_data):
+        real_save(self, epoch, train_data)
+        stopped.append(self.saved_model_file)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(GenerativeEvaluationMixin, "_save_resume_state", stop_after_first_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            run_recbole_gen(model="GenRec", dataset="tiny", config_dict=config)
+    resumed = run_recbole_gen(model="GenRec", dataset="tiny", config_dict=config, resume=stopped[0])
+    assert resumed["trainer"].start_epoch == 1
+    assert resumed["best_valid_result"] == uninterrupted["best_valid_result"]
+    assert resumed["test_result"] == uninterrupted["test_result"]
+    # the run's log holds every step and validation, the epoch before the stop included, as the uninterrupted one's
+    logs = [json.load(open(result["trainer"].log_file)) for result in (uninterrupted, resumed)]
+    assert [v["step"] for v in logs[1]["validations"]] == [0, 2, 4, 6]
+    drop_seconds = lambda steps: [{k: v for k, v in step.items() if not k.startswith("seconds_")} for step in steps]
+    assert drop_seconds(logs[1]["steps"]) == drop_seconds(logs[0]["steps"])
+    assert logs[1]["validations"] == logs[0]["validations"]
