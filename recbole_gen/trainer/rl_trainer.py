@@ -80,6 +80,13 @@ class GenRecRLTrainer(GenRecTrainer):
         if not 0 < config["rl_copy_code_share"] <= 1:
             raise ValueError(f"config key 'rl_copy_code_share' = {config['rl_copy_code_share']!r}: expected a share of "
                              "image codes in (0, 1] (1 = exact copies only)")
+        if not 2 <= config["rl_batch_size"] <= config["train_batch_size"]:
+            raise ValueError(f"config key 'rl_batch_size' = {config['rl_batch_size']!r}: expected an integer from 2 (the reward "
+                             f"compares each row with the batch's other rows) to train_batch_size = {config['train_batch_size']} "
+                             "(each update's rows come from one training batch)")
+        if config["rl_group_size"] < 2:
+            raise ValueError(f"config key 'rl_group_size' = {config['rl_group_size']!r}: expected an integer of at least 2 (GRPO's "
+                             "advantages and DPO's pairs compare the samples of one row)")
         if model.is_diffusion:
             raise ValueError("the RL stage trains the autoregressive generator's code log-probabilities; "
                              "rl_init_checkpoint holds a 'diffusion' GenRec")
@@ -136,12 +143,17 @@ class GenRecRLTrainer(GenRecTrainer):
         if FUTURE_FIELD not in dataset.inter_feat:
             dataset.inter_feat.update(Interaction({FUTURE_FIELD: future_items(dataset, self.config["rl_reward_horizon"])}))
         while True:
+            batches = 0
             for interaction in train_data:
                 has_image = model.has_image[interaction[model.POS_ITEM_ID].to(model.has_image.device)].cpu()
                 self.rows_without_image += int((~has_image).sum())
                 interaction = interaction[torch.nonzero(has_image).flatten()]
                 for start in range(0, len(interaction) - size + 1, size):
+                    batches += 1
                     yield interaction[start : start + size].to(self.device)
+            if not batches:
+                raise ValueError(f"no training batch holds rl_batch_size = {size} rows whose next item has an image "
+                                 f"({self.rows_without_image} rows without one): lower rl_batch_size or check image_dir")
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         self.epoch = epoch_idx

@@ -103,6 +103,23 @@ def test_a_copy_code_share_outside_zero_to_one_is_refused(genrec_config):
         GenRecRLTrainer(config, model)
 
 
+@pytest.mark.parametrize("key, value, expected", [("rl_batch_size", 1, "from 2"), ("rl_batch_size", 33, "from 2 .* to train_batch_size = 32"),
+                                                   ("rl_group_size", 1, "of at least 2")])
+def test_rl_batch_and_group_sizes_that_cannot_make_a_step_are_refused(genrec_config, key, value, expected):
+    config, model, _ = build({**genrec_config, **RL, key: value})
+    with pytest.raises(ValueError, match=f"config key '{key}' = {value}: expected an integer {expected}"):
+        GenRecRLTrainer(config, model)
+
+
+def test_training_without_a_next_item_image_is_an_error_not_an_endless_pass(genrec_config):
+    config, model, train_data = build({**genrec_config, **RL})
+    model.has_image[:] = False
+    trainer = GenRecRLTrainer(config, model)
+    trainer.tensorboard.close()
+    with pytest.raises(ValueError, match=r"no training batch holds rl_batch_size = 4 rows whose next item has an image \((\d+) rows"):
+        next(trainer.training_rows(train_data))
+
+
 def test_a_very_large_kl_weight_keeps_the_policy_at_the_reference(genrec_config):
     free, free_records = run_steps({**genrec_config, **RL, "rl_learning_rate": 0.01, "rl_kl_weight": 0.0}, steps=8)
     held, held_records = run_steps({**genrec_config, **RL, "rl_learning_rate": 0.01, "rl_kl_weight": 1e4}, steps=8)
