@@ -1,5 +1,5 @@
 """The presets in properties/presets/: the GPU preset builds the 128 px rung it describes (tiny data, CPU); the
-quick-start preset reaches the tokenizer fit."""
+quick-start preset reaches the tokenizer fit; the RL preset reaches the RL trainer."""
 
 import os
 
@@ -49,3 +49,21 @@ def test_the_quick_start_preset_keys_its_own_tokenizer_fit_and_the_default_keeps
     default = _fit_settings(Config(model="GenRec", dataset="tiny", config_dict=config_dict))
     assert {key: default[key] for key in default if key.startswith("tokenizer_fit")} == {
         "tokenizer_fit_epochs": 80, "tokenizer_fit_batch_size": 64, "tokenizer_fit_learning_rate": 0.002}
+
+
+def test_the_rl_copy_free_preset_reaches_the_rl_trainer_which_samples_groups_of_16_over_16_rows(genrec_config):
+    from recbole_gen.trainer import GenRecRLTrainer
+
+    rl_preset = os.path.join(os.path.dirname(PRESET), "rl_copy_free.yaml")
+    with open(rl_preset) as f:
+        preset = yaml.safe_load(f)
+    config_dict = {key: value for key, value in genrec_config.items() if key not in preset}
+    config = Config(model="GenRec", dataset="tiny", config_file_list=[rl_preset],
+                    config_dict={**config_dict, "rl_reward_fit_epochs": 1, "rl_reward_ensemble": 1, "gallery_users": 0})
+    assert {key: config[key] for key in preset} == preset
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    trainer = GenRecRLTrainer(config, GenRec(config, train_data._dataset))
+    trainer.tensorboard.close()
+    rows = next(trainer.training_rows(train_data))
+    generation = trainer.sample(trainer.model, rows)
+    assert len(rows) == 16 and generation.codes.shape == (16 * 16, trainer.model.tokenizer.n_tokens)
