@@ -46,6 +46,27 @@ def tiny_janus(path):
     JanusForConditionalGeneration(config).save_pretrained(path)
 
 
+def run_stopped_after_first_epoch(monkeypatch, **run_kwargs):
+    """``run_recbole_gen(**run_kwargs)`` stopped right after its first resume state is written, as a lost machine
+    would stop it; returns the run's checkpoint path, which ``resume`` takes."""
+    from recbole_gen.quick_start import run_recbole_gen
+    from recbole_gen.trainer.trainer import GenerativeEvaluationMixin
+
+    stopped = []
+    real_save = GenerativeEvaluationMixin._save_resume_state
+
+    def stop_after_first_epoch(self, epoch, train_data):
+        real_save(self, epoch, train_data)
+        stopped.append(self.saved_model_file)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(GenerativeEvaluationMixin, "_save_resume_state", stop_after_first_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            run_recbole_gen(**run_kwargs)
+    return stopped[0]
+
+
 @pytest.fixture
 def tiny_dataset(tmp_path):
     write_tiny_dataset(tmp_path)

@@ -8,7 +8,8 @@ import torch
 
 from recbole_gen.config import Config
 from recbole_gen.quick_start import load_data_and_model, objective_function, run_recbole_gen
-from recbole_gen.trainer.trainer import GenerativeEvaluationMixin
+
+from conftest import run_stopped_after_first_epoch
 
 GENERATIVE = ["targetsim", "historysim", "personallift", "genrecall@10", "genndcg@10", "novelty", "diversity", "fd"]
 SHARED = {"metrics": ["Recall", "NDCG"], "topk": [10], "valid_metric": "NDCG@10", "train_neg_sample_args": None}
@@ -167,19 +168,8 @@ def test_a_run_stopped_after_an_epoch_resumes_to_the_same_numbers(fast_config, g
     config = {**(genrec_config if model == "GenRec" else fast_config), "epochs": 3, "gallery_users": 0}
     uninterrupted = run_recbole_gen(model=model, dataset="tiny", config_dict=config)
 
-    stopped = []
-    real_save = GenerativeEvaluationMixin._save_resume_state
-
-    def stop_after_first_epoch(self, epoch, train_data):
-        real_save(self, epoch, train_data)
-        stopped.append(self.saved_model_file)
-        raise KeyboardInterrupt
-
-    with monkeypatch.context() as patch:
-        patch.setattr(GenerativeEvaluationMixin, "_save_resume_state", stop_after_first_epoch)
-        with pytest.raises(KeyboardInterrupt):
-            run_recbole_gen(model=model, dataset="tiny", config_dict=config)
-    resumed = run_recbole_gen(model=model, dataset="tiny", config_dict=config, resume=stopped[0])
+    stopped = run_stopped_after_first_epoch(monkeypatch, model=model, dataset="tiny", config_dict=config)
+    resumed = run_recbole_gen(model=model, dataset="tiny", config_dict=config, resume=stopped)
     assert resumed["best_valid_result"] == uninterrupted["best_valid_result"]
     assert resumed["test_result"] == uninterrupted["test_result"]
     assert resumed["trainer"].start_epoch == 1

@@ -12,7 +12,7 @@ from recbole_gen.rl.reward import Rewards
 from recbole_gen.trainer import GenRecRLTrainer, get_trainer
 from recbole_gen.trainer.rl_trainer import FUTURE_FIELD, future_items
 
-from conftest import tiny_janus
+from conftest import run_stopped_after_first_epoch, tiny_janus
 
 # One reward fit (the default is an ensemble of four) keeps these tests fast; ensembles have tests of their own,
 # and tests/benchmarks/test_run_benchmark.py runs the default RL stage end to end.
@@ -285,26 +285,13 @@ def test_future_items_are_the_same_users_following_training_targets(genrec_confi
 def test_an_rl_run_stopped_after_an_epoch_resumes_to_the_same_numbers_and_log(genrec_config, monkeypatch):
     import json
 
-    from recbole_gen.trainer.trainer import GenerativeEvaluationMixin
-
     config = {**genrec_config, "epochs": 1, "metrics": ["TargetSim", "CopyShare"], "valid_metric": "TargetSim"}
     sft = run_recbole_gen(model="GenRec", dataset="tiny", config_dict=config)["trainer"].saved_model_file
     config = {**config, **RL, "rl_init_checkpoint": sft, "rl_epochs": 3, "rl_steps_per_epoch": 2, "rl_learning_rate": 0.01}
     uninterrupted = run_recbole_gen(model="GenRec", dataset="tiny", config_dict=config)
 
-    stopped = []
-    real_save = GenerativeEvaluationMixin._save_resume_state
-
-    def stop_after_first_epoch(self, epoch, train_data):
-        real_save(self, epoch, train_data)
-        stopped.append(self.saved_model_file)
-        raise KeyboardInterrupt
-
-    with monkeypatch.context() as patch:
-        patch.setattr(GenerativeEvaluationMixin, "_save_resume_state", stop_after_first_epoch)
-        with pytest.raises(KeyboardInterrupt):
-            run_recbole_gen(model="GenRec", dataset="tiny", config_dict=config)
-    resumed = run_recbole_gen(model="GenRec", dataset="tiny", config_dict=config, resume=stopped[0])
+    stopped = run_stopped_after_first_epoch(monkeypatch, model="GenRec", dataset="tiny", config_dict=config)
+    resumed = run_recbole_gen(model="GenRec", dataset="tiny", config_dict=config, resume=stopped)
     assert resumed["trainer"].start_epoch == 1
     assert resumed["best_valid_result"] == uninterrupted["best_valid_result"]
     assert resumed["test_result"] == uninterrupted["test_result"]
