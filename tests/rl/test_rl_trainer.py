@@ -301,3 +301,16 @@ def test_an_rl_run_stopped_after_an_epoch_resumes_to_the_same_numbers_and_log(ge
     drop_seconds = lambda steps: [{k: v for k, v in step.items() if not k.startswith("seconds_")} for step in steps]
     assert drop_seconds(logs[1]["steps"]) == drop_seconds(logs[0]["steps"])
     assert logs[1]["validations"] == logs[0]["validations"]
+
+
+def test_a_resume_state_without_the_rl_log_resumes_with_a_warning_and_the_log_from_there(genrec_config, caplog):
+    config, model, _ = build({**genrec_config, **RL})
+    trainer = GenRecRLTrainer(config, model)
+    trainer.tensorboard.close()
+    with caplog.at_level("WARNING"):
+        trainer._load_run_state({})
+    assert "before resume states held the RL log" in caplog.text
+    assert trainer.rl_step == 0 and trainer.log == {"steps": [], "validations": []}
+    log = {"steps": [{"step": 0}], "validations": [{"step": 0}, {"step": 1}]}
+    trainer._load_run_state({"rl_step": 1, "log": log})
+    assert trainer.rl_step == 1 and trainer.log == log and trainer._run_state() == {"rl_step": 1, "log": log}
