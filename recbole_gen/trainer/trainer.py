@@ -43,7 +43,7 @@ from recbole_gen.rl.reranker import generate_best_of_n
 from recbole_gen.rl.reward import RewardModel
 
 RESUME_SUFFIX = "-resume.pth"
-FD_CAPPED_SCORE = -2.0  # valid_fd_max: below any valid_metric (each at least -1)
+FD_CAPPED_SCORE = -2.0  # valid_fd_max: minus a positive excess, below any valid_metric (each at least -2)
 
 
 @dataclass
@@ -216,8 +216,9 @@ class GenerativeEvaluationMixin:
 
     def capped_valid_score(self, score, result):
         """``score`` (the ``valid_metric``), or, where ``valid_fd_max`` is set and ``result``'s FD is above it,
-        a score below every validation within the cap: ``-2`` minus the FD's excess (valid metrics, cosines or
-        ranking metrics, are at least -1), so that among validations above the cap the closest to it ranks first."""
+        a score below every validation within the cap: ``-2`` minus the FD's excess (valid metrics are at least -2:
+        ranking metrics at least 0, cosines at least -1, PersonalLift, a difference of two cosines, at least -2), so
+        that among validations above the cap the closest to it ranks first."""
         cap = self.config["valid_fd_max"]
         if cap is None or result["fd"] <= cap:
             return score
