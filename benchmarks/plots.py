@@ -5,7 +5,8 @@ import math
 from PIL import Image, ImageDraw, ImageFont
 
 PANEL = (420, 240)
-COLOURS = [(200, 30, 30), (30, 90, 200), (40, 150, 60), (200, 120, 0), (120, 120, 120), (140, 40, 160)]
+COLOURS = [(200, 30, 30), (30, 90, 200), (40, 150, 60), (200, 120, 0), (120, 120, 120), (140, 40, 160), (0, 150, 150), (110, 70, 20)]
+GUIDE = (150, 150, 150)
 
 
 class _Axes:
@@ -52,12 +53,26 @@ class _Axes:
         draw.text((width // 2 - 3 * len(x_label), height - 14), x_label, fill=(0, 0, 0), font=font)
 
 
-def line_panel(series, title, x_label, size=PANEL):
-    """A line chart of ``series`` ({name: (xs, ys)}); short series also get markers."""
+def line_panel(series, title, x_label, size=PANEL, guides=None):
+    """A line chart of ``series`` ({name: (xs, ys)}); short series also get markers. ``guides`` ({name: x or y})
+    draws thin grey lines across the panel, named at their end: ``("x", value)`` vertical, ``("y", value)``
+    horizontal (a target or a cap the series are read against)."""
     image = Image.new("RGB", size, (255, 255, 255))
     draw, font = ImageDraw.Draw(image), ImageFont.load_default()
-    axes = _Axes(draw, [x for xs, _ in series.values() for x in xs], [y for _, ys in series.values() for y in ys], size)
+    guides = guides or {}
+    xs = [x for xs, _ in series.values() for x in xs] + [value for axis, value in guides.values() if axis == "x"]
+    ys = [y for _, ys in series.values() for y in ys] + [value for axis, value in guides.values() if axis == "y"]
+    axes = _Axes(draw, xs, ys, size)
     axes.frame(title, x_label, font)
+    for name, (axis, value) in guides.items():
+        if axis == "x":
+            x = axes(value, axes.y_lo)[0]
+            draw.line([x, axes.top, x, size[1] - axes.bottom], fill=GUIDE)
+            draw.text((x + 3, size[1] - axes.bottom - 14), name, fill=GUIDE, font=font)
+        else:
+            y = axes.y_px(value)
+            draw.line([axes.left, y, size[0] - axes.right, y], fill=GUIDE)
+            draw.text((axes.left + 3, y - 12), name, fill=GUIDE, font=font)
     for index, (name, (xs, ys)) in enumerate(series.items()):
         colour = COLOURS[index % len(COLOURS)]
         points = [axes(x, y) for x, y in zip(xs, ys)]

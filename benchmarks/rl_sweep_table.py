@@ -9,7 +9,8 @@ per step. ``--plot``: each run's last validation TargetSim against its copy shar
 penalty (and "+exp" where the expectation term was on); ``--plot_fd``: against FD to the next items,
 labelled by the KL weight (GRPO) or by ``dpo_label`` (DPO: its beta, candidates and steps); ``--plot_paths``:
 each run's validations in step order, TargetSim against FD, one line per run (where a run goes, not only
-where it ends). One sampling
+where it ends), named by ``--labels`` (one per log; by default the settings it changed), with the region's
+bounds ``--fd_max`` (the trainer's ``valid_fd_max``) and ``--targetsim_min`` drawn across. One sampling
 seed per validation: differences below the seed spread (TargetSim sd about 0.004 at 8 images per user,
 docs/genrec.md) are noise.
 """
@@ -102,7 +103,12 @@ def main():
     parser.add_argument("--plot", default=None, help="PNG of TargetSim against copy share")
     parser.add_argument("--plot_fd", default=None, help="PNG of TargetSim against FD to the next items, labelled by KL weight")
     parser.add_argument("--plot_paths", default=None, help="PNG of each run's validations, TargetSim against FD, in step order")
+    parser.add_argument("--labels", nargs="+", default=None, help="--plot_paths: a name for each log, in order")
+    parser.add_argument("--fd_max", type=float, default=None, help="--plot_paths: an FD cap to draw (valid_fd_max)")
+    parser.add_argument("--targetsim_min", type=float, default=None, help="--plot_paths: a TargetSim bar to draw")
     args = parser.parse_args()
+    if args.labels is not None and len(args.labels) != len(args.logs):
+        parser.error(f"--labels: {len(args.labels)} names for {len(args.logs)} logs; give one name per log, in order")
     defaults = rl_defaults()
     lines = ["| run (changed from the defaults) | steps | TargetSim | TargetSim, reward space | PersonalLift | FD | copy share | KL (last 20 steps) | s/step |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -121,9 +127,15 @@ def main():
     if args.plot_paths:
         from plots import line_panel
 
-        series = {run_label(changed_settings(log, defaults)): validation_path(log) for log in args.logs}
+        labels = args.labels or [run_label(changed_settings(log, defaults)) for log in args.logs]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:  # one line per name: a repeated name would draw only its last run
+            parser.error(f"--plot_paths: runs named alike ({', '.join(repeated)}); give each log a name with --labels")
+        series = {label: validation_path(log) for label, log in zip(labels, args.logs)}
+        guides = {**({f"FD cap {args.fd_max:g}": ("x", args.fd_max)} if args.fd_max is not None else {}),
+                  **({f"TargetSim bar {args.targetsim_min:g}": ("y", args.targetsim_min)} if args.targetsim_min is not None else {})}
         line_panel(series, "validation TargetSim (up) against FD (right), over the RL steps", "FD to the next items",
-                   size=(640, 400)).save(args.plot_paths)
+                   size=(640, 400), guides=guides).save(args.plot_paths)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text + "\n")

@@ -4,6 +4,7 @@ import json
 import os
 import sys
 
+import pytest
 import torch
 import yaml
 from PIL import Image
@@ -12,6 +13,7 @@ from recbole_gen.compat import CONFIG_KEY
 from recbole_gen.config import PROPERTIES_DIR
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
+import plots  # noqa: E402  (benchmarks/plots.py)
 import rl_sweep_table  # noqa: E402
 
 
@@ -38,3 +40,36 @@ def test_runs_are_labelled_by_what_they_changed_and_plotted_along_their_validati
     monkeypatch.setattr(sys, "argv", ["rl_sweep_table.py", old, batch, "--plot_paths", str(plot)])
     rl_sweep_table.main()
     assert Image.open(plot).size == (640, 400)
+
+
+def test_paths_take_a_name_per_log_and_draw_the_region_bounds(tmp_path, monkeypatch, capsys):
+    with open(os.path.join(PROPERTIES_DIR, "model", "GenRec.yaml")) as f:
+        defaults = {k: v for k, v in yaml.safe_load(f).items() if k.startswith("rl_")}
+    first = write_run(tmp_path, "first", defaults, [0.03, 0.05])
+    second = write_run(tmp_path, "second", defaults, [0.03, 0.2])
+    drawn = {}
+    real_panel = plots.line_panel
+
+    def spy(series, *args, **kwargs):
+        drawn.update(series=series, guides=kwargs.get("guides"))
+        return real_panel(series, *args, **kwargs)
+
+    monkeypatch.setattr(plots, "line_panel", spy)  # main imports it when it plots
+    plot = tmp_path / "paths.png"
+    monkeypatch.setattr(sys, "argv", ["rl_sweep_table.py", first, second, "--plot_paths", str(plot), "--labels", "a", "b",
+                                      "--fd_max", "0.1", "--targetsim_min", "0.005"])
+    rl_sweep_table.main()
+    assert drawn["series"] == {"a": ([0.03, 0.05], [0.0, 0.01]), "b": ([0.03, 0.2], [0.0, 0.01])}
+    assert drawn["guides"] == {"FD cap 0.1": ("x", 0.1), "TargetSim bar 0.005": ("y", 0.005)}
+    assert Image.open(plot).size == (640, 400)
+
+    # both runs changed nothing: alike by default, so the plot asks for names instead of drawing one line for two runs
+    monkeypatch.setattr(sys, "argv", ["rl_sweep_table.py", first, second, "--plot_paths", str(plot)])
+    with pytest.raises(SystemExit):
+        rl_sweep_table.main()
+    assert "runs named alike (defaults)" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", ["rl_sweep_table.py", first, second, "--plot_paths", str(plot), "--labels", "a"])
+    with pytest.raises(SystemExit):
+        rl_sweep_table.main()
+    assert "1 names for 2 logs" in capsys.readouterr().err
+
