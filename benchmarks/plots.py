@@ -54,9 +54,9 @@ class _Axes:
 
 
 def line_panel(series, title, x_label, size=PANEL, guides=None):
-    """A line chart of ``series`` ({name: (xs, ys)}); short series also get markers. ``guides`` ({name: x or y})
-    draws thin grey lines across the panel, named at their end: ``("x", value)`` vertical, ``("y", value)``
-    horizontal (a target or a cap the series are read against)."""
+    """A line chart of ``series`` ({name: (xs, ys)}); short series also get markers. ``guides``
+    ({name: (axis, value)}) draws thin grey lines across the panel, named where they start: ``("x", value)``
+    vertical, ``("y", value)`` horizontal (a target or a cap the series are read against)."""
     image = Image.new("RGB", size, (255, 255, 255))
     draw, font = ImageDraw.Draw(image), ImageFont.load_default()
     guides = guides or {}

@@ -61,7 +61,8 @@ def test_paths_take_a_name_per_log_and_draw_the_region_bounds(tmp_path, monkeypa
     rl_sweep_table.main()
     assert drawn["series"] == {"a": ([0.03, 0.05], [0.0, 0.01]), "b": ([0.03, 0.2], [0.0, 0.01])}
     assert drawn["guides"] == {"FD cap 0.1": ("x", 0.1), "TargetSim bar 0.005": ("y", 0.005)}
-    assert Image.open(plot).size == (640, 400)
+    image = Image.open(plot).convert("RGB")
+    assert image.size == (640, 400) and plots.GUIDE in {colour for _, colour in image.getcolors(640 * 400)}  # drawn, in their grey
 
     # both runs changed nothing: alike by default, so the plot asks for names instead of drawing one line for two runs
     monkeypatch.setattr(sys, "argv", ["rl_sweep_table.py", first, second, "--plot_paths", str(plot)])
@@ -72,4 +73,3 @@ def test_paths_take_a_name_per_log_and_draw_the_region_bounds(tmp_path, monkeypa
     with pytest.raises(SystemExit):
         rl_sweep_table.main()
     assert "1 names for 2 logs" in capsys.readouterr().err
-
