@@ -19,7 +19,9 @@ import argparse
 import functools
 import json
 import os
+import shlex
 import statistics
+import sys
 
 import yaml
 
@@ -137,8 +139,10 @@ def main():
         line_panel(series, "validation TargetSim (up) against FD (right), over the RL steps", "FD to the next items",
                    size=(640, 400), guides=guides).save(args.plot_paths)
     if args.out:
+        command = "python " + shlex.join(["benchmarks/rl_sweep_table.py", *sys.argv[1:]])
         with open(args.out, "w") as f:
-            f.write(text + "\n")
+            f.write(f"Command: `{command}`\n\nValidation split, one sampling seed per validation: each run's step 0 (the "
+                    f"supervised policy) and last validation.\n\n{text}\n")
 
 
 if __name__ == "__main__":

@@ -56,9 +56,11 @@ def test_paths_take_a_name_per_log_and_draw_the_region_bounds(tmp_path, monkeypa
 
     monkeypatch.setattr(plots, "line_panel", spy)  # main imports it when it plots
     plot = tmp_path / "paths.png"
+    table = tmp_path / "table.md"
     monkeypatch.setattr(sys, "argv", ["rl_sweep_table.py", first, second, "--plot_paths", str(plot), "--labels", "a", "b",
-                                      "--fd_max", "0.1", "--targetsim_min", "0.005"])
+                                      "--fd_max", "0.1", "--targetsim_min", "0.005", "--out", str(table)])
     rl_sweep_table.main()
+    assert table.read_text().startswith(f"Command: `python benchmarks/rl_sweep_table.py {first} {second} --plot_paths")
     assert drawn["series"] == {"a": ([0.03, 0.05], [0.0, 0.01]), "b": ([0.03, 0.2], [0.0, 0.01])}
     assert drawn["guides"] == {"FD cap 0.1": ("x", 0.1), "TargetSim bar 0.005": ("y", 0.005)}
     image = Image.open(plot).convert("RGB")
