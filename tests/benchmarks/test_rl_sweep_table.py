@@ -6,11 +6,9 @@ import sys
 
 import pytest
 import torch
-import yaml
 from PIL import Image
 
 from recbole_gen.compat import CONFIG_KEY
-from recbole_gen.config import PROPERTIES_DIR
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
 import plots  # noqa: E402  (benchmarks/plots.py)
@@ -27,8 +25,7 @@ def write_run(folder, name, final, fds):
 
 
 def test_runs_are_labelled_by_what_they_changed_and_plotted_along_their_validations(tmp_path, monkeypatch):
-    with open(os.path.join(PROPERTIES_DIR, "model", "GenRec.yaml")) as f:
-        defaults = {k: v for k, v in yaml.safe_load(f).items() if k.startswith("rl_")}
+    defaults = rl_sweep_table.rl_defaults()
     # an old run: no rl_advantage_scale (it scaled by groups, the default) and no ensemble (one fit, now not the default)
     old = write_run(tmp_path, "old", {k: v for k, v in defaults.items() if k not in ("rl_advantage_scale", "rl_reward_ensemble")}, [0.03, 0.1])
     batch = write_run(tmp_path, "batch", {**defaults, "rl_advantage_scale": "batch"}, [0.03, 0.2, 0.5])
@@ -43,8 +40,7 @@ def test_runs_are_labelled_by_what_they_changed_and_plotted_along_their_validati
 
 
 def test_paths_take_a_name_per_log_and_draw_the_region_bounds(tmp_path, monkeypatch, capsys):
-    with open(os.path.join(PROPERTIES_DIR, "model", "GenRec.yaml")) as f:
-        defaults = {k: v for k, v in yaml.safe_load(f).items() if k.startswith("rl_")}
+    defaults = rl_sweep_table.rl_defaults()
     first = write_run(tmp_path, "first", defaults, [0.03, 0.05])
     second = write_run(tmp_path, "second", defaults, [0.03, 0.2])
     drawn = {}
